@@ -1,0 +1,223 @@
+"""``python -m bench``: the command line.  Each subcommand is a thin wrapper over a library call.
+
+Bad input ends with exit code 2 and a one-paragraph message; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from bench.errors import UserError
+
+
+def _add_benchmark_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", metavar="FILE", help="ground truth: compact CSV/Parquet table, official .pth "
+                   "or NATS-Bench directory (default: $BENCH_BENCHMARK or ../shared/data/nas-bench-201/nb201_accuracy.csv)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="NAS-Bench-201 architecture-selection harness")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench_p = sub.add_parser("benchmark", help="ground-truth tables: convert and show")
+    bench_sub = bench_p.add_subparsers(dest="action", required=True)
+    convert = bench_sub.add_parser("convert", help="read any benchmark source once and write a compact table")
+    convert.add_argument("--from", dest="source", required=True, metavar="FILE",
+                         help="official NAS-Bench-201 .pth, NATS-Bench topology directory, or a CSV/Parquet table")
+    convert.add_argument("--to", dest="target", required=True, metavar="FILE", help="output .parquet or .csv")
+    show = bench_sub.add_parser("show", help="all metrics of one cell")
+    show.add_argument("cell", help="NB201 string (quote it) or benchmark index")
+    _add_benchmark_option(show)
+
+    tau = sub.add_parser("tau", help="Kendall-tau report of an op-score matrix against the ground truth")
+    tau.add_argument("--scores", required=True, metavar="FILE", help="6 x 5 op-score matrix as JSON or CSV "
+                     "(rows: edges 1<-0,2<-0,2<-1,3<-0,3<-1,3<-2; columns: none,skip,conv1x1,conv3x3,pool)")
+    tau.add_argument("--metrics", default=None, help="comma-separated metrics (default: the three test accuracies)")
+    tau.add_argument("--out", metavar="CSV", help="where to write the report (default: <scores>.tau.csv)")
+    tau.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                     help="bootstrap N resamples of architectures for a 95%% interval of the arch-level tau")
+    _add_benchmark_option(tau)
+
+    search = sub.add_parser("search", help="train a supernet and derive the magnitude cell every epoch")
+    search.add_argument("--profile", default="smoke", help="paper, darts-pt, smoke or cpu (default: smoke)")
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--experiment", default="default", help="results/<experiment>/ holds the run")
+    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config field (repeatable), e.g. --set epochs=10")
+    search.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    search.add_argument("--data-dir", help="folder with cifar-10-batches-py/ or cifar-10-python.tar.gz (default: data/)")
+    search.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
+    search.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_benchmark_option(search)
+
+    show_run = sub.add_parser("show", help="per-epoch table of a run: derived cell and its accuracies")
+    show_run.add_argument("run", help="run folder results/<experiment>/<run-id>")
+
+    perf = sub.add_parser("perf", help="benchmark the supernet steps against the naive reference")
+    perf.add_argument("--repeats", type=int, default=10, help="timed steps per measurement (default 10)")
+    perf.add_argument("--sizes", default="paper,cpu", help="profiles whose sizes to time (default paper,cpu)")
+    perf.add_argument("--device")
+
+    demo = sub.add_parser("demo", help="build the data if needed, run the smoke profile, print the result")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device")
+    return parser
+
+
+def cmd_benchmark(args) -> int:
+    from bench import benchmark
+
+    if args.action == "convert":
+        truth = benchmark.convert(args.source, args.target)
+        print(f"wrote {args.target}: {int((truth.index >= 0).sum())} cells, metrics {', '.join(truth.metric_names)}; "
+              f"source sha256 {truth.sha256[:16]}…")
+        return 0
+    truth = benchmark.load_cached(args.benchmark)
+    cell = int(args.cell) if args.cell.isdigit() else args.cell
+    code = truth.code(cell)
+    from bench import space
+
+    print(f"cell   {space.to_string(space.from_code(code))}")
+    print(f"index  {truth.index[code]}")
+    print(f"unique {space.iso_key(space.from_code(code))}")
+    for name, value in truth.lookup(cell).items():
+        print(f"{name:28s} {value:10.4f}")
+    return 0
+
+
+def cmd_tau(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from bench import benchmark, opscores, space, stats
+    from bench.atomic import write_atomic
+
+    scores = opscores.read_scores(args.scores)
+    truth = benchmark.load_cached(args.benchmark)
+    names = args.metrics.split(",") if args.metrics else [m for m in benchmark.HEADLINE_METRICS if m in truth.metrics]
+    truths = {m: truth.metric(m) for m in names}
+    rows = stats.rank_report(scores, truths)
+    if args.bootstrap > 0:
+        cell_scores = stats.additive_scores(scores)
+        for row in rows:
+            if row["protocol"] == "1-arch" and row["subset"] == "all":
+                low, high = stats.bootstrap_ci(stats.kendall_tau, cell_scores, truths[row["metric"]],
+                                               n_boot=args.bootstrap, seed=0)
+                row["tau_ci_low"], row["tau_ci_high"] = low, high
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "per_edge_tau"} for r in rows])
+    cell = space.select_cell(scores)
+    print(f"derived cell: {space.to_string(cell)}")
+    print("  " + ", ".join(f"{k} {v:.2f}" for k, v in truth.lookup(cell, names).items()))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(frame.drop(columns=[c for c in ("reference",) if c in frame]).to_string(
+            index=False, float_format=lambda v: f"{v:.4f}" if np.isfinite(v) else "nan"))
+    out = Path(args.out) if args.out else Path(args.scores).with_suffix(".tau.csv")
+    write_atomic(out, frame.to_csv(index=False, float_format="%.6f").encode())
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from bench import config, experiment
+    from bench.runstore import Run
+
+    cfg = config.resolve(args.profile, args.overrides)
+    run = Run.for_config(args.experiment, cfg, args.seed, args.profile)
+    if run.is_done:
+        print(f"{run.path} is complete; nothing to do")
+    elif run.epochs() and not args.resume:
+        raise UserError(f"{run.path} holds an interrupted run ({len(run.epochs())} epochs); pass --resume to continue it")
+    else:
+        experiment.search(args.profile, cfg, args.seed, args.experiment, args.data_dir, args.benchmark, args.device,
+                          resume=args.resume, progress=not args.quiet, run=run)
+    print_run(run)
+    return 0
+
+
+def print_run(run) -> None:
+    from bench.runstore import Run
+
+    run = Run.open(run.path if isinstance(run, Run) else run)
+    records = run.epochs()
+    print(f"run {run.path}  ({'complete' if run.is_done else 'incomplete'}, {len(records)} epochs)")
+    print(f"{'epoch':>5} {'train':>6} {'valid':>6} {'C10':>6} {'C100':>6} {'IN16':>6} {'free':>4} {'tau':>7}  cell")
+    for r in records:
+        acc = r.get("accuracies", {})
+        tau = r.get("tau_arch", {}).get("kendall_tau", float("nan"))
+        print(f"{r['epoch']:5d} {r['train_acc']:6.2f} {r['valid_acc']:6.2f} {acc.get('cifar10_test', float('nan')):6.2f} "
+              f"{acc.get('cifar100_test', float('nan')):6.2f} {acc.get('ImageNet16-120_test', float('nan')):6.2f} "
+              f"{r.get('parameter_free_ops', -1):4d} {tau:7.4f}  {r.get('cell', '')}")
+
+
+def cmd_show(args) -> int:
+    print_run(args.run)
+    return 0
+
+
+def cmd_perf(args) -> int:
+    from bench import config, perf
+
+    sizes = tuple(s.strip() for s in args.sizes.split(","))
+    for s in sizes:
+        config.profile(s)
+    if args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
+    perf.run(repeats=args.repeats, sizes=sizes, device=args.device)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from bench import benchmark, config, data, experiment, space, stats
+    from bench.paths import cifar_builder, default_data_dir
+    import criteria
+    import subprocess
+
+    root = default_data_dir()
+    try:
+        data.locate(root)
+    except UserError:
+        builder = cifar_builder()
+        if not builder.exists():
+            raise
+        print(f"building CIFAR-10 into {root} with {builder}")
+        subprocess.run([sys.executable, str(builder), "--out", str(root)], check=True)
+    cfg = config.resolve("smoke")
+    run = experiment.search("smoke", cfg, args.seed, "demo", device=args.device, progress=True)
+    print_run(run)
+    from bench.search import load_supernet
+
+    from bench import device as device_mod
+
+    net = load_supernet(run, device=device_mod.choose(args.device))
+    scores = criteria.compute("magnitude", net)
+    cell = space.select_cell(scores)
+    truth = benchmark.load_cached()
+    print(f"\nderived cell (magnitude, last epoch): {space.to_string(cell)}  (benchmark index {truth.benchmark_index(cell)})")
+    for name, value in experiment.cell_accuracies(truth, cell).items():
+        print(f"  {name:24s} {value:6.2f} %")
+    row = stats.arch_level(scores, truth.metric("cifar10_test"), "cifar10_test")[0]
+    print(f"architecture-level Kendall tau of the magnitude scores vs CIFAR-10 test, all 15,625 cells: "
+          f"{row['kendall_tau']:.4f} (Spearman {row['spearman']:.4f})")
+    return 0
+
+
+COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "show": cmd_show,
+            "perf": cmd_perf, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130

@@ -1,0 +1,144 @@
+"""Search configuration and the named profiles (criteria-spec §2).
+
+A profile is a complete ``SearchConfig``; ``--set key=value`` overrides single fields and
+every value is validated with a message naming the field and its allowed range.
+
+Profiles:
+- ``paper``: NB201 DARTS-V1 (AutoDL ``DARTS.config``, criteria-spec §2.1): C=16, N=5,
+  50 epochs, batch 64, 25k/25k, SGD 0.025 nesterov wd 5e-4 cosine to 1e-3, clip 5,
+  Adam 3e-4 (0.5, 0.999) wd 1e-3, weight step then alpha step.
+- ``darts-pt``: DARTS-PT's supernet (criteria-spec §2.2): 100 epochs, wd 3e-4, no
+  nesterov, alpha step then weight step, checkpoints every 20 epochs.
+- ``smoke``: a tiny real-data run for tests and the demo (well under 2 minutes on 2 cores).
+- ``cpu``: a real CIFAR-10 study that takes about an hour on 2 CPU cores; sizes chosen by
+  measurement (see README, "Profiles").
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    method: str = "darts"           # search method (darts; later issues add more)
+    order: str = "first"            # DARTS order: first (V1) or second (V2, unrolled)
+    step_order: str = "weight-first"  # weight-first (NB201 V1) or alpha-first (darts-pt)
+    freeze_alpha: bool = False      # DARTS-PT "fix alpha" (blank) supernet
+    C: int = 16
+    N: int = 5
+    num_classes: int = 10
+    affine: bool = False
+    track_running_stats: bool = True
+    relaxation: str = "softmax"
+    epochs: int = 50
+    batch_size: int = 64
+    weight_size: int = 25000        # images in the weight half
+    alpha_size: int = 25000         # images in the alpha half
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_nesterov: bool = True
+    w_weight_decay: float = 5e-4
+    grad_clip: float = 5.0          # max L2 norm of the weight gradient; 0 disables
+    a_lr: float = 3e-4
+    a_beta1: float = 0.5
+    a_beta2: float = 0.999
+    a_weight_decay: float = 1e-3
+    a_eps: float = 1e-8
+    checkpoint_every: int = 1       # keep every k-th checkpoint (plus the last)
+    implementation: str = "fast"    # fast or naive supernet forward
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def replace(self, **changes) -> "SearchConfig":
+        return dataclasses.replace(self, **changes)
+
+
+_CHOICES = {"method": ("darts",), "order": ("first", "second"), "step_order": ("weight-first", "alpha-first"),
+            "relaxation": ("softmax",), "implementation": ("fast", "naive")}
+_POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every")
+_NON_NEGATIVE = ("w_lr", "w_lr_min", "w_weight_decay", "grad_clip", "a_lr", "a_weight_decay", "a_eps", "w_momentum")
+
+
+def validate(cfg: SearchConfig) -> None:
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}[f.type]
+        if isinstance(value, bool) and f.type != "bool" or not isinstance(value, expected):
+            raise UserError(f"Config field {f.name!r} = {value!r} must be of type {f.type}")
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be one of {', '.join(allowed)}")
+    for name in _POSITIVE:
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be a positive integer")
+    for name in _NON_NEGATIVE:
+        value = getattr(cfg, name)
+        if not value >= 0:  # catches NaN too
+            raise UserError(f"Config field {name!r} = {value!r} must be a number >= 0")
+    if cfg.weight_size + cfg.alpha_size > 50000:
+        raise UserError(f"weight_size + alpha_size = {cfg.weight_size + cfg.alpha_size} exceeds the 50,000 CIFAR-10 "
+                        f"training images")
+    if not 0 <= cfg.a_beta1 < 1 or not 0 <= cfg.a_beta2 < 1 or not 0 <= cfg.w_momentum < 1:
+        raise UserError("a_beta1, a_beta2 and w_momentum must lie in [0, 1)")
+    if cfg.w_lr_min > cfg.w_lr:
+        raise UserError(f"w_lr_min ({cfg.w_lr_min}) must not exceed w_lr ({cfg.w_lr})")
+
+
+PROFILES: dict[str, SearchConfig] = {
+    "paper": SearchConfig(),
+    "darts-pt": SearchConfig(epochs=100, w_nesterov=False, w_weight_decay=3e-4, step_order="alpha-first",
+                             checkpoint_every=20),
+    "smoke": SearchConfig(C=4, N=1, epochs=3, batch_size=64, weight_size=512, alpha_size=512),
+    "cpu": SearchConfig(C=8, N=2, epochs=25, batch_size=64, weight_size=20000, alpha_size=20000),
+}
+
+
+def profile(name: str) -> SearchConfig:
+    if name not in PROFILES:
+        raise UserError(f"Unknown profile {name!r}; available: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def parse_override(text: str, base: SearchConfig) -> tuple[str, object]:
+    """``key=value`` -> (key, typed value) using the field's type in ``base``."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    names = {f.name: f.type for f in fields(base)}
+    if not sep or key not in names or key == "extra":
+        raise UserError(f"Override {text!r} must be key=value with key one of: {', '.join(n for n in names if n != 'extra')}")
+    kind = names[key]
+    raw = raw.strip()
+    try:
+        if kind == "bool":
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            value: object = raw.lower() in ("true", "1", "yes")
+        elif kind == "int":
+            value = int(raw)
+        elif kind == "float":
+            value = float(raw)
+        else:
+            value = raw
+    except ValueError:
+        raise UserError(f"Override {text!r}: {key} needs a value of type {kind}") from None
+    return key, value
+
+
+def resolve(profile_name: str, overrides: list[str] | None = None) -> SearchConfig:
+    base = profile(profile_name)
+    changes = dict(parse_override(text, base) for text in overrides or [])
+    return base.replace(**changes) if changes else base

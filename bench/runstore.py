@@ -1,0 +1,154 @@
+"""The run store: ``results/<experiment>/<run-id>/`` with config, per-epoch log, checkpoints, marker.
+
+Layout of a run folder:
+
+- ``config.json``: the resolved ``SearchConfig``, seed, profile and provenance (benchmark
+  source and checksum, torch version, device, git commit);
+- ``epochs.jsonl``: one JSON record per finished epoch (losses, accuracies, alpha, the
+  magnitude cell and its ground truth, the checkpoint file and its SHA-256);
+- ``checkpoints/epoch-NNNN.pt``: every ``checkpoint_every``-th epoch plus the last;
+- ``done``: written last, with the final cell; a run with ``done`` is complete;
+- ``failed``: the traceback of a run that raised (removed when it completes).
+
+The run id is derived from the config and seed, so the same request maps to the same folder.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from bench.atomic import read_json, read_jsonl, rewrite_jsonl, append_jsonl, sha256_file, write_atomic, write_json
+from bench.config import SearchConfig
+from bench.errors import UserError
+from bench.paths import PROJECT_ROOT, results_dir
+
+
+def run_id(cfg: SearchConfig, seed: int, profile: str) -> str:
+    digest = json.dumps({"config": cfg.to_dict(), "seed": seed}, sort_keys=True)
+    import hashlib
+
+    return f"{cfg.method}-{profile}-s{seed}-{hashlib.sha256(digest.encode()).hexdigest()[:8]}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Run:
+    """One run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def for_config(cls, experiment: str, cfg: SearchConfig, seed: int, profile: str) -> "Run":
+        return cls(results_dir() / experiment / run_id(cfg, seed, profile))
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Run":
+        run = cls(path)
+        if not (run.path / "config.json").exists():
+            raise UserError(f"{run.path} is not a run folder (no config.json); give results/<experiment>/<run-id>")
+        return run
+
+    # -- files ----------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def epochs_file(self) -> Path:
+        return self.path / "epochs.jsonl"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint_file(self, epoch: int) -> Path:
+        return self.checkpoint_dir / f"epoch-{epoch:04d}.pt"
+
+    @property
+    def is_done(self) -> bool:
+        return (self.path / "done").exists()
+
+    def meta(self) -> dict:
+        return read_json(self.config_file)
+
+    def config(self) -> SearchConfig:
+        return SearchConfig(**self.meta()["config"])
+
+    def epochs(self) -> list[dict]:
+        return read_jsonl(self.epochs_file)
+
+    # -- writing ----------------------------------------------------------------------
+    def start(self, meta: dict) -> None:
+        """Create the folder and write config.json; an existing one must describe the same run."""
+        if self.config_file.exists():
+            old = self.meta()
+            if old["config"] != meta["config"] or old["seed"] != meta["seed"]:
+                raise UserError(f"{self.path} holds a different run (its config.json differs); choose another "
+                                f"experiment name or remove the folder")
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.config_file, meta)
+
+    def save_checkpoint(self, epoch: int, state: dict, keep_every: int) -> dict:
+        """Write a checkpoint atomically, prune the previous one if it is not a k-th; return its record."""
+        path = self.checkpoint_file(epoch)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(path, buffer.getvalue())
+        previous = sorted(self.checkpoint_dir.glob("epoch-*.pt"))
+        for old in previous:
+            number = int(old.stem.split("-")[1])
+            if number < epoch and number % keep_every != 0:
+                old.unlink(missing_ok=True)
+        return {"file": str(path.relative_to(self.path)), "sha256": sha256_file(path)}
+
+    def log_epoch(self, record: dict) -> None:
+        append_jsonl(self.epochs_file, record)
+
+    def mark_done(self, info: dict) -> None:
+        write_json(self.path / "done", {**info, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        (self.path / "failed").unlink(missing_ok=True)
+
+    def mark_failed(self, error: BaseException) -> None:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        write_atomic(self.path / "failed", text.encode())
+
+    # -- resuming -----------------------------------------------------------------------
+    def last_good_checkpoint(self) -> tuple[int, Path] | None:
+        """The newest checkpoint whose SHA-256 matches its epoch record (a corrupt one is skipped)."""
+        records = {r["epoch"]: r for r in self.epochs() if r.get("checkpoint")}
+        for epoch in sorted(records, reverse=True):
+            path = self.path / records[epoch]["checkpoint"]["file"]
+            if path.exists() and sha256_file(path) == records[epoch]["checkpoint"]["sha256"]:
+                return epoch, path
+        return None
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop epoch records after ``epoch`` (and a partial last line) before resuming."""
+        rewrite_jsonl(self.epochs_file, [r for r in self.epochs() if r["epoch"] <= epoch])
+
+
+def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise UserError(f"Checkpoint {path} could not be read ({type(err).__name__}: {err}); it is corrupt. "
+                        f"Delete it to resume from the one before.") from None
+
+
+def environment() -> dict:
+    return {"torch": torch.__version__, "commit": git_commit(), "host_cpus": os.cpu_count()}

@@ -1,0 +1,349 @@
+"""The NAS-Bench-201 supernet (``TinyNetworkDarts`` of the NB201 reference code) and its
+stand-alone discretized networks (``TinyNetwork`` with ``InferCell``).
+
+Layout (Dong & Yang, ICLR 2020, Sec. 2; ``design.md`` §3): stem conv3x3 + BN; N cells at
+C; residual reduction block; N cells at 2C; reduction; N cells at 4C; BN + ReLU, global
+average pool, linear.  One architecture tensor ``alpha`` (6 x 5) is shared by all cells.
+
+A mixed edge computes ``sum_o w[e, o] * op_o(x)`` (DARTS, Liu et al., ICLR 2019, Eq. 2)
+where the weights come from a pluggable relaxation (``bench.relaxation``).  Exact
+shortcuts against the reference (each tested against ``bench.naive``):
+
+- ``none`` is never computed (its output is zero);
+- the ReLU of a node is computed once and shared by every conv reading that node;
+- ``avg_pool_3x3`` of a node is computed once per node (every edge leaving a node pools
+  the same tensor), as a depthwise box-sum convolution divided by a precomputed count
+  map, which equals ``AvgPool2d(3, 1, 1, count_include_pad=False)``;
+- ops that are masked (pruned / perturbed), or edges fixed to one op, skip the rest.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench import space
+from bench.relaxation import Relaxation, get_relaxation
+
+SKIP, CONV1, CONV3, POOL = 1, 2, 3, 4
+
+
+class ConvBN(nn.Module):
+    """Conv + BN of NB201's ``ReLUConvBN``; the ReLU is applied by the caller so it can be shared.
+
+    As in the reference code the conv has a bias exactly when BN is not affine.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, affine: bool, track: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=not affine)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track)
+
+    def forward(self, relu_x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(relu_x))
+
+
+class ResidualReduction(nn.Module):
+    """NB201 ``ResNetBasicblock`` with stride 2 (affine BN, running stats, as in the reference)."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv_a = ConvBN(c_in, c_out, 3, 2, affine=True, track=True)
+        self.conv_b = ConvBN(c_out, c_out, 3, 1, affine=True, track=True)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        main = self.conv_b(F.relu(self.conv_a(F.relu(x))))
+        return self.shortcut(F.avg_pool2d(x, 2, 2)) + main
+
+
+class Stem(nn.Sequential):
+    def __init__(self, c: int):
+        super().__init__(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+
+class Head(nn.Module):
+    def __init__(self, c: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.relu(self.bn(x)).mean(dim=(2, 3)))
+
+
+_COUNT_MAPS: dict[tuple, torch.Tensor] = {}
+
+
+def avg_pool_3x3(x: torch.Tensor) -> torch.Tensor:
+    """``AvgPool2d(3, stride 1, pad 1, count_include_pad=False)`` as a depthwise box sum / count."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    key = (c, h, w, x.dtype, x.device)
+    if key not in _COUNT_MAPS:
+        rows = torch.full((h,), 3.0)
+        rows[0] = rows[-1] = 2.0
+        cols = torch.full((w,), 3.0)
+        cols[0] = cols[-1] = 2.0
+        count = (rows[:, None] * cols[None, :]).to(device=x.device, dtype=x.dtype)
+        ones = torch.ones(c, 1, 3, 3, device=x.device, dtype=x.dtype)
+        _COUNT_MAPS[key] = (ones, count)
+    ones, count = _COUNT_MAPS[key]
+    return F.conv2d(x, ones, padding=1, groups=c) / count
+
+
+class MixedEdge(nn.Module):
+    """The parametric ops of one edge: ``nor_conv_1x1`` and ``nor_conv_3x3`` (BN affine=False)."""
+
+    def __init__(self, c: int, affine: bool, track: bool):
+        super().__init__()
+        self.nor_conv_1x1 = ConvBN(c, c, 1, 1, affine, track)
+        self.nor_conv_3x3 = ConvBN(c, c, 3, 1, affine, track)
+
+    def conv(self, op: int) -> ConvBN:
+        return self.nor_conv_1x1 if op == CONV1 else self.nor_conv_3x3
+
+
+class SearchCell(nn.Module):
+    """Four nodes, six mixed edges; node j = sum over i<j of edge(i->j)(x_i)."""
+
+    def __init__(self, c: int, affine: bool = False, track: bool = True):
+        super().__init__()
+        self.edges = nn.ModuleList(MixedEdge(c, affine, track) for _ in space.EDGES)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``weights``: (6, 5) op weights; ``active[e]``: the op indices to compute on edge e."""
+        nodes = [x]
+        relu: dict[int, torch.Tensor] = {}
+        pool: dict[int, torch.Tensor] = {}
+        for to in (1, 2, 3):
+            total = None
+            for e, (j, i) in enumerate(space.EDGES):
+                if j != to:
+                    continue
+                source = nodes[i]
+                for op in active[e]:
+                    if op == SKIP:
+                        y = source
+                    elif op == POOL:
+                        if i not in pool:
+                            pool[i] = avg_pool_3x3(source)
+                        y = pool[i]
+                    elif op in (CONV1, CONV3):
+                        if i not in relu:
+                            relu[i] = F.relu(source)
+                        y = self.edges[e].conv(op)(relu[i])
+                    else:
+                        continue
+                    term = y * weights[e, op]
+                    total = term if total is None else total + term
+            nodes.append(total if total is not None else torch.zeros_like(x))
+        return nodes[3]
+
+
+class Supernet(nn.Module):
+    """NB201 weight-sharing supernet with one shared alpha (6 x 5).
+
+    State besides the weights:
+    - ``alpha``: architecture parameter, initialised 1e-3 * N(0, 1) as in the reference;
+    - ``op_mask`` (bool 6 x 5): ops still in the space (pruning removes them from compute
+      and from the relaxation, which renormalises over what is left);
+    - ``fixed`` (6 entries, op index or None): edges discretized to one op (weight 1).
+    ``implementation`` selects the forward: "fast" (this module) or "naive" (``bench.naive``,
+    the reference-faithful baseline kept for timing and as a test oracle).
+    """
+
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, affine: bool = False,
+                 track_running_stats: bool = True, relaxation: str | Relaxation = "softmax",
+                 implementation: str = "fast"):
+        super().__init__()
+        self.config = {"C": C, "N": N, "num_classes": num_classes, "affine": affine,
+                       "track_running_stats": track_running_stats}
+        self.stem = Stem(C)
+        blocks: list[nn.Module] = []
+        channels = C
+        for stage in range(3):
+            if stage > 0:
+                blocks.append(ResidualReduction(channels, channels * 2))
+                channels *= 2
+            blocks.extend(SearchCell(channels, affine, track_running_stats) for _ in range(N))
+        self.cells = nn.ModuleList(blocks)
+        self.head = Head(channels, num_classes)
+        self.alpha = nn.Parameter(1e-3 * torch.randn(space.NUM_EDGES, space.NUM_OPS))
+        self.relaxation = get_relaxation(relaxation) if isinstance(relaxation, str) else relaxation
+        self.register_buffer("op_mask", torch.ones(space.NUM_EDGES, space.NUM_OPS, dtype=torch.bool))
+        self.fixed: list[int | None] = [None] * space.NUM_EDGES
+        if implementation not in ("fast", "naive"):
+            raise ValueError(f"implementation must be 'fast' or 'naive', not {implementation!r}")
+        self.implementation = implementation
+
+    # -- parameters -------------------------------------------------------------------
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if name != "alpha"]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha]
+
+    # -- architecture state ----------------------------------------------------------
+    def arch_weights(self) -> torch.Tensor:
+        """Mixing weights (6 x 5): the relaxation over unmasked ops, fixed edges one-hot."""
+        weights = self.relaxation(self.alpha, self.op_mask)
+        if any(f is not None for f in self.fixed):
+            onehot = torch.zeros_like(weights)
+            keep = torch.ones(space.NUM_EDGES, 1, dtype=weights.dtype, device=weights.device)
+            for e, op in enumerate(self.fixed):
+                if op is not None:
+                    onehot[e, op] = 1.0
+                    keep[e] = 0.0
+            weights = weights * keep + onehot
+        return weights
+
+    def active_ops(self, extra_mask: np.ndarray | None = None) -> list[tuple[int, ...]]:
+        """Ops computed on each edge: unmasked, not ``none``, only the fixed op on fixed edges."""
+        mask = self.op_mask.cpu().numpy()
+        if extra_mask is not None:
+            mask = mask & np.asarray(extra_mask, dtype=bool)
+        active = []
+        for e in range(space.NUM_EDGES):
+            if self.fixed[e] is not None:
+                active.append(() if self.fixed[e] == 0 else (self.fixed[e],))
+            else:
+                active.append(tuple(o for o in range(1, space.NUM_OPS) if mask[e, o]))
+        return active
+
+    def fix_edge(self, edge: int, op: int) -> None:
+        self.fixed[edge] = int(op)
+
+    def prune(self, edge: int, op: int) -> None:
+        """Remove op from edge (from compute and from the relaxation)."""
+        if int(self.op_mask[edge].sum()) <= 1:
+            raise ValueError(f"cannot prune the last op of edge {edge}")
+        self.op_mask[edge, op] = False
+
+    # -- forward ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
+                compute_mask: np.ndarray | None = None) -> torch.Tensor:
+        """Logits.  ``weights`` overrides the mixing weights (e.g. a perturbation that zeroes
+        one op without renormalising); ``compute_mask`` (bool 6 x 5) additionally skips ops
+        whose weight the caller knows to be zero."""
+        if weights is None:
+            weights = self.arch_weights()
+        if self.implementation == "naive":
+            from bench.naive import naive_forward
+
+            return naive_forward(self, x, weights)
+        active = self.active_ops(compute_mask)
+        h = self.stem(x)
+        for block in self.cells:
+            h = block(h, weights, active) if isinstance(block, SearchCell) else block(h)
+        return self.head(h)
+
+    # -- extra state for checkpoints ------------------------------------------------------
+    def arch_state(self) -> dict:
+        return {"op_mask": self.op_mask.cpu().tolist(), "fixed": list(self.fixed)}
+
+    def load_arch_state(self, state: dict) -> None:
+        self.op_mask.copy_(torch.tensor(state["op_mask"], dtype=torch.bool))
+        self.fixed = list(state["fixed"])
+
+    def discretize(self, cell: Sequence[int] | str, inherit: bool = True) -> "CellNetwork":
+        """The stand-alone NB201 network of ``cell`` (affine BN in cells, as the benchmark
+        trained it).  With ``inherit`` it starts from this supernet's weights: stem,
+        reductions, head and the chosen convs; a supernet conv bias is folded into the BN
+        running mean, so in train mode (and eval mode with tracked stats) it computes what
+        the supernet computes with every edge fixed to ``cell``."""
+        cell = space.as_cell(cell)
+        cfg = self.config
+        net = CellNetwork(cell, C=cfg["C"], N=cfg["N"], num_classes=cfg["num_classes"]).to(self.alpha.device)
+        if inherit:
+            net.stem.load_state_dict(self.stem.state_dict())
+            net.head.load_state_dict(self.head.state_dict())
+            for block, source in zip(net.cells, self.cells):
+                if isinstance(source, ResidualReduction):
+                    block.load_state_dict(source.state_dict())
+                    continue
+                for e, op in enumerate(cell):
+                    if op in (CONV1, CONV3):
+                        _copy_conv_bn(source.edges[e].conv(op), block.ops[e])
+        return net
+
+
+def _copy_conv_bn(source: ConvBN, target: ConvBN) -> None:
+    with torch.no_grad():
+        target.conv.weight.copy_(source.conv.weight)
+        if source.bn.track_running_stats and target.bn.track_running_stats:
+            target.bn.running_var.copy_(source.bn.running_var)
+            target.bn.num_batches_tracked.copy_(source.bn.num_batches_tracked)
+            mean = source.bn.running_mean.clone()
+            if source.conv.bias is not None:
+                mean -= source.conv.bias
+            target.bn.running_mean.copy_(mean)
+        if source.bn.affine:
+            target.bn.weight.copy_(source.bn.weight)
+            target.bn.bias.copy_(source.bn.bias)
+
+
+class InferCell(nn.Module):
+    """A fixed NB201 cell (reference ``InferCell``): one op per edge, affine BN."""
+
+    def __init__(self, cell: Sequence[int], c: int):
+        super().__init__()
+        self.cell = tuple(cell)
+        self.ops = nn.ModuleList(
+            ConvBN(c, c, 1 if op == CONV1 else 3, 1, affine=True, track=True) if op in (CONV1, CONV3) else nn.Identity()
+            for op in self.cell
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for to in (1, 2, 3):
+            total = None
+            for e, (j, i) in enumerate(space.EDGES):
+                if j != to or self.cell[e] == 0:
+                    continue
+                op, source = self.cell[e], nodes[i]
+                if op == SKIP:
+                    y = source
+                elif op == POOL:
+                    y = avg_pool_3x3(source)
+                else:
+                    y = self.ops[e](F.relu(source))
+                total = y if total is None else total + y
+            nodes.append(total if total is not None else torch.zeros_like(x))
+        return nodes[3]
+
+
+class CellNetwork(nn.Module):
+    """Stand-alone NB201 network (reference ``TinyNetwork``) for one cell."""
+
+    def __init__(self, cell: Sequence[int] | str, C: int = 16, N: int = 5, num_classes: int = 10):
+        super().__init__()
+        self.cell = space.as_cell(cell)
+        self.stem = Stem(C)
+        blocks: list[nn.Module] = []
+        channels = C
+        for stage in range(3):
+            if stage > 0:
+                blocks.append(ResidualReduction(channels, channels * 2))
+                channels *= 2
+            blocks.extend(InferCell(self.cell, channels) for _ in range(N))
+        self.cells = nn.ModuleList(blocks)
+        self.head = Head(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block in self.cells:
+            h = block(h)
+        return self.head(h)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def clone_supernet(net: Supernet) -> Supernet:
+    """A deep copy (weights, alpha, masks, fixed edges) for criteria that modify the supernet."""
+    return copy.deepcopy(net)

@@ -1,0 +1,23 @@
+"""DARTS magnitude selection (Liu et al., ICLR 2019; NB201 rule, criteria-spec §2.3).
+
+Score = log softmax(alpha) over the available ops: the per-edge argmax equals argmax alpha
+(= argmax softmax(alpha)), and the additive architecture score is the cell's
+log-probability under the factorised categorical (design.md §6).  'none' may be selected.
+Pruned ops (``op_mask`` False) score NaN.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from criteria import Context, register
+
+
+@register("magnitude")
+def magnitude(supernet, context: Context) -> np.ndarray:
+    with torch.no_grad():
+        mask = supernet.op_mask
+        logits = supernet.alpha.detach().double().masked_fill(~mask, float("-inf"))
+        scores = torch.log_softmax(logits, dim=-1).cpu().numpy()
+    scores[~mask.cpu().numpy()] = np.nan
+    return scores

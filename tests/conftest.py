@@ -1,0 +1,59 @@
+"""Shared fixtures: the real ground-truth table, a real CIFAR-10 folder, isolated results."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import paths
+
+SHARED = paths.shared_data_dir()
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.fail(f"{what} not found at {path}: tests read ../shared/data (set BENCH_SHARED_DATA to its location)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def table_path() -> Path:
+    return _require(SHARED / "nas-bench-201" / "nb201_accuracy.csv", "the NB201 accuracy table")
+
+
+@pytest.fixture(scope="session")
+def truth(table_path):
+    from bench import benchmark
+
+    return benchmark.load_cached(table_path)
+
+
+@pytest.fixture(scope="session")
+def nats_fixture_dir() -> Path:
+    return _require(SHARED / "nats-bench-fixture" / "NATS-tss-v1_0-3ffb9-simple", "the NATS-Bench fixture")
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    """The project's data/ folder if CIFAR-10 is built there, else a build into a temp folder."""
+    from bench import data
+
+    root = paths.default_data_dir()
+    try:
+        data.locate(root)
+        return root
+    except Exception:
+        pass
+    target = tmp_path_factory.mktemp("cifar")
+    builder = _require(paths.cifar_builder(), "the CIFAR-10 builder")
+    subprocess.run([sys.executable, str(builder), "--out", str(target)], check=True)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def isolated_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("BENCH_DEVICE", "cpu")
+    return tmp_path / "results"

@@ -1,0 +1,108 @@
+"""The command line, run as a user runs it (subprocess for exit codes, main() for speed)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import space
+from bench.cli import main
+
+ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+
+
+def test_benchmark_show(capsys):
+    assert main(["benchmark", "show", ALL_SKIP]) == 0
+    out = capsys.readouterr().out
+    assert "index  1835" in out and "cifar10_test" in out and "54.2967" in out
+    assert main(["benchmark", "show", "1835"]) == 0
+    assert "54.2967" in capsys.readouterr().out
+
+
+def test_bad_cell_exits_2_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "bench", "benchmark", "show", "|skip_connect~0|+|oops~0|"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Malformed NB201 cell string" in proc.stderr and "Traceback" not in proc.stderr
+    debug = subprocess.run([sys.executable, "-m", "bench", "--debug", "benchmark", "show", "|x|"],
+                           capture_output=True, text=True)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_tau_report_json_and_csv(tmp_path, capsys, truth):
+    mean = np.array([[float(np.nanmean(truth.metric("cifar10_test")[space.all_cells()[:, e] == o])) for o in range(5)]
+                     for e in range(6)])
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps(mean.tolist()))
+    assert main(["tau", "--scores", str(scores), "--metrics", "cifar10_test", "--bootstrap", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "derived cell" in out and "1-arch" in out
+    report = pd.read_csv(tmp_path / "scores.tau.csv")
+    marginal = report[(report.protocol == "2-op-marginal") & (report.subset == "mean")].iloc[0]
+    assert marginal.kendall_tau == pytest.approx(1.0)
+    arch = report[(report.protocol == "1-arch") & (report.subset == "all")].iloc[0]
+    assert arch.tau_ci_low <= arch.kendall_tau <= arch.tau_ci_high
+    csv = tmp_path / "scores.csv"
+    frame = pd.DataFrame(mean, columns=space.OPS)
+    frame.insert(0, "edge", ["1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2"])
+    frame.to_csv(csv, index=False)
+    assert main(["tau", "--scores", str(csv), "--metrics", "cifar10_test", "--out", str(tmp_path / "r.csv")]) == 0
+    again = pd.read_csv(tmp_path / "r.csv")
+    np.testing.assert_allclose(again.kendall_tau.to_numpy(), report.kendall_tau.to_numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("content, suffix, fragment", [
+    ("", ".json", "is empty"),
+    ("{not json", ".json", "not valid JSON"),
+    ("[[1,2,3]]", ".json", "got 1 rows"),
+    ('{"x": 1}', ".json", "'scores' key"),
+    (json.dumps([[1, 2, 3, 4, "a"]] * 6), ".json", "is not a number"),
+    (json.dumps([[1, 2, 3, 4]] * 6), ".json", "must hold 5 numbers"),
+    (json.dumps([[None] * 5] * 6), ".json", "no available op"),
+    ("1,2,3,4,5\n" * 5, ".csv", "got 5 rows"),
+    ("1,2,3,4,5\n" * 6, ".txt", "must end in .json or .csv"),
+])
+def test_bad_score_files(tmp_path, capsys, content, suffix, fragment):
+    path = tmp_path / f"s{suffix}"
+    path.write_text(content)
+    assert main(["tau", "--scores", str(path)]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_missing_score_file_and_unknown_metric(tmp_path, capsys):
+    assert main(["tau", "--scores", str(tmp_path / "none.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps([[0, 1, 2, 3, 4]] * 6))
+    assert main(["tau", "--scores", str(path), "--metrics", "cifar100_valid"]) == 2
+    assert "it has:" in capsys.readouterr().err
+
+
+def test_search_and_show(cifar_root, capsys, isolated_results):
+    args = ["search", "--profile", "smoke", "--seed", "1", "--experiment", "cli", "--quiet",
+            "--data-dir", str(cifar_root), "--set", "epochs=2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "complete, 2 epochs" in out
+    run_dir = next((isolated_results / "cli").iterdir())
+    assert (run_dir / "done").exists() and len(list((run_dir / "checkpoints").glob("*.pt"))) == 2
+    assert main(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert main(["show", str(run_dir)]) == 0
+    assert "epoch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("epochs=0", "positive integer"), ("epochs=two", "needs a value of type int"), ("colour=red", "key one of"),
+    ("order=third", "must be one of"), ("w_lr=nan", ">= 0"), ("weight_size=49900", "exceeds"),
+])
+def test_bad_config_values(capsys, override, fragment):
+    assert main(["search", "--profile", "smoke", "--set", override]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_unknown_profile(capsys):
+    assert main(["search", "--profile", "huge"]) == 2
+    assert "Unknown profile" in capsys.readouterr().err

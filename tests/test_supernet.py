@@ -1,0 +1,128 @@
+"""The fast supernet against the naive reference, and the discretized networks."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench import space
+from bench.supernet import CellNetwork, Supernet, avg_pool_3x3, count_parameters
+
+
+def _pair(seed=0, C=4, N=1, **kw):
+    torch.manual_seed(seed)
+    net = Supernet(C=C, N=N, **kw).double()
+    with torch.no_grad():
+        net.alpha.normal_(0, 1)  # far from uniform so every op's weight matters
+    return net
+
+
+def _grads(net, x, y, weights=None, compute_mask=None):
+    net.zero_grad(set_to_none=True)
+    out = net(x, weights=weights, compute_mask=compute_mask)
+    F.cross_entropy(out, y).backward()
+    return out.detach(), {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+                          for n, p in net.named_parameters()}
+
+
+def _compare(net, x, y, **kw):
+    net.train()
+    net.implementation = "naive"
+    out_n, g_n = _grads(net, x, y, **kw)
+    net.implementation = "fast"
+    out_f, g_f = _grads(net, x, y, **kw)
+    torch.testing.assert_close(out_f, out_n, rtol=1e-9, atol=1e-10)
+    for name in g_n:
+        torch.testing.assert_close(g_f[name], g_n[name], rtol=1e-7, atol=1e-10, msg=name)
+
+
+def _batch(seed=1, n=6):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_avg_pool_equals_count_exclude_pad():
+    x = torch.randn(3, 5, 8, 7, dtype=torch.float64)
+    torch.testing.assert_close(avg_pool_3x3(x), F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
+
+
+def test_fast_equals_naive_outputs_and_all_gradients():
+    net = _pair()
+    _compare(net, *_batch())
+
+
+def test_fast_equals_naive_with_pruned_and_fixed_edges():
+    net = _pair(seed=3)
+    net.prune(0, 3)
+    net.prune(4, 4)
+    net.prune(4, 1)
+    net.fix_edge(2, 4)
+    net.fix_edge(5, 0)
+    _compare(net, *_batch(2))
+
+
+def test_perturbation_weights_with_compute_mask_equal_naive():
+    net = _pair(seed=4)
+    weights = net.arch_weights().detach().clone()
+    weights[3, 2] = 0.0  # DARTS-PT style: mask one op, no renormalisation
+    mask = np.ones((6, 5), bool)
+    mask[3, 2] = False
+    _compare(net, *_batch(3), weights=weights, compute_mask=mask)
+
+
+def test_pruned_ops_are_not_computed_and_renormalised():
+    net = _pair()
+    net.prune(1, 2)
+    w = net.arch_weights()
+    assert w[1, 2] == 0 and torch.allclose(w.sum(1), torch.ones(6, dtype=w.dtype))
+    assert net.active_ops()[1] == (1, 3, 4)
+    with pytest.raises(ValueError):
+        for op in (0, 1, 3, 4):
+            net.prune(1, op)
+
+
+def test_reference_parameter_counts():
+    assert count_parameters(CellNetwork((1,) * 6)) == 73306        # all skip: 0.073306 M
+    assert count_parameters(CellNetwork((3,) * 6)) == 1531546      # all conv3x3: 1.531546 M
+
+
+@pytest.mark.parametrize("index, dataset, classes", [(0, "cifar10", 10), (11, "cifar10", 10), (284, "cifar10", 10),
+                                                     (11, "cifar100", 100), (284, "ImageNet16-120", 120)])
+def test_parameter_counts_match_the_official_records(nats_fixture_dir, index, dataset, classes):
+    from bench import benchmark
+
+    official = benchmark.load_cached(nats_fixture_dir)
+    cell = official.cell_of_index(index)
+    params = count_parameters(CellNetwork(cell, num_classes=classes)) / 1e6
+    assert params == pytest.approx(official.lookup(index)[f"{dataset}_params"], abs=5e-7)
+
+
+def test_discretized_network_inherits_the_supernet_function():
+    net = _pair(seed=5, C=4, N=2)
+    cell = (3, 1, 2, 4, 0, 3)
+    x, _ = _batch(5)
+    net.train()
+    with torch.no_grad():
+        # give the BN running stats something to fold and the convs a bias
+        for _ in range(2):
+            net(x)
+        for e, op in enumerate(cell):
+            net.fix_edge(e, op)
+        expected = net(x)
+        stand_alone = net.discretize(cell).double().train()
+        got = stand_alone(x)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+    assert count_parameters(net.discretize(cell)) == count_parameters(CellNetwork(cell, C=4, N=2))
+
+
+def test_none_is_never_computed():
+    net = _pair()
+    calls = {"conv": 0}
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda *a: calls.__setitem__("conv", calls["conv"] + 1))
+    x, _ = _batch()
+    for e in range(6):
+        net.fix_edge(e, 0 if e != 3 else 2)  # only 3<-0 is a conv1x1
+    net(x)
+    # stem 1 + two reductions x 3 convs + one conv per search cell (3 cells)
+    assert calls["conv"] == 1 + 2 * 3 + 3
