@@ -136,3 +136,44 @@ def test_second_order_hypergradient_matches_finite_differences():
     first = torch.autograd.grad(F.cross_entropy(net(valid[0]), valid[1]), [net.alpha])[0]
     assert F.cosine_similarity(first.flatten(), numeric.flatten(), dim=0) < cosine - 0.01
     assert F.cosine_similarity(coarse.flatten(), numeric.flatten(), dim=0) > 0
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoints(tmp_path, tiny_data, monkeypatch):
+    from bench import search
+    from bench.search import NonFiniteLoss
+
+    real = search.cosine_lr
+    monkeypatch.setattr(search, "cosine_lr", lambda cfg, epoch: real(cfg, epoch) if epoch == 0 else 1e12)
+    cfg = config.SearchConfig(**{**TINY, "epochs": 3}, grad_clip=0.0)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2, step \d+.*--resume --set w_lr="):
+        _run(cfg, tmp_path, "nan", tiny_data)
+    run = Run(tmp_path / "nan")
+    assert [r["epoch"] for r in run.epochs()] == [1]
+    assert run.last_good_checkpoint()[0] == 1 and not run.checkpoint_file(2).exists()
+
+
+def test_checkpoints_keep_every_kth_and_the_last(tmp_path, tiny_data):
+    cfg = config.SearchConfig(**{**TINY, "epochs": 5, "weight_size": 64, "alpha_size": 64}, checkpoint_every=2)
+    run, _ = _run(cfg, tmp_path, "keep", tiny_data)
+    assert sorted(p.name for p in run.checkpoint_dir.glob("*.pt")) == ["epoch-0002.pt", "epoch-0004.pt",
+                                                                     "epoch-0005.pt"]
+
+
+def test_fast_alpha_step_equals_the_naive_one():
+    from bench.search import alpha_step, weight_step
+
+    cfg = config.SearchConfig(C=4, N=1)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g)
+    results = {}
+    for impl in ("naive", "fast"):
+        net = build_supernet(cfg.replace(implementation=impl), 0, torch.device("cpu")).double().train()
+        w_opt, a_opt = make_optimizers(net, cfg)
+        weight_step(net, w_opt, x, y, 5.0)
+        alpha_step(net, a_opt, x, y)
+        if impl == "naive":  # the reference computed weight gradients in the alpha step and dropped them
+            assert all(p.grad is None for p in net.weight_parameters())
+        results[impl] = net
+    torch.testing.assert_close(results["fast"].alpha, results["naive"].alpha, rtol=1e-9, atol=1e-12)
+    for (name, a), b in zip(results["fast"].state_dict().items(), results["naive"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=name)
