@@ -53,6 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_benchmark_option(search)
 
+    select = sub.add_parser("select", help="apply selection criteria to a run's checkpoints")
+    select.add_argument("run", help="run folder results/<experiment>/<run-id>")
+    select.add_argument("--criteria", default="all", help="all (every one-shot criterion) or a comma list, e.g. "
+                        "magnitude,darts-pt,ostr,eoinas,random,darts-pt-proj")
+    select.add_argument("--epochs", default="all", help="all, last, every:K or a comma list (default all)")
+    select.add_argument("--option", dest="options", action="append", default=[], metavar="CRITERION.KEY=VALUE",
+                        help="criterion option (repeatable), e.g. darts-pt.bn_mode=eval, ostr.variant=exact")
+    select.add_argument("--valid-size", type=int, default=2000, help="validation images per evaluation, from the "
+                        "alpha half (0 = all of it, the papers' setting; default 2000)")
+    select.add_argument("--exclude-none", action="store_true", help="never select 'none' (DARTS-space convention)")
+    select.add_argument("--supernet-tau", type=int, default=0, metavar="N",
+                        help="also measure protocol 4 on a fixed sample of N cells per epoch (costly)")
+    select.add_argument("--data-dir")
+    select.add_argument("--device")
+    select.add_argument("--quiet", action="store_true")
+    _add_benchmark_option(select)
+
     show_run = sub.add_parser("show", help="per-epoch table of a run: derived cell and its accuracies")
     show_run.add_argument("run", help="run folder results/<experiment>/<run-id>")
 
@@ -152,6 +169,33 @@ def print_run(run) -> None:
               f"{r.get('parameter_free_ops', -1):4d} {tau:7.4f}  {r.get('cell', '')}")
 
 
+def cmd_select(args) -> int:
+    from bench import select
+    from bench.runstore import Run
+    from bench.search import checkpoint_epochs
+
+    run = Run.open(args.run)
+    names = select.parse_criteria(args.criteria)
+    epochs = select.parse_epochs(args.epochs, checkpoint_epochs(run))
+    if args.valid_size < 0:
+        raise UserError("--valid-size must be >= 0 (0 = the whole alpha half)")
+    written = select.apply(run, names, epochs, select.parse_options(args.options), args.valid_size or None,
+                           not args.exclude_none, args.supernet_tau, args.data_dir, args.benchmark, args.device,
+                           progress=not args.quiet)
+    print(f"{len(written)} new selection record(s) in {run.path / 'selections.jsonl'}")
+    print(f"{'epoch':>5} {'criterion':14} {'C10':>6} {'C100':>6} {'IN16':>6} {'tau':>7} {'cost(ep)':>8}  cell")
+    for r in select.selections(run):
+        if r["criterion"] == select.SUPERNET:
+            continue
+        acc = r["accuracies"]
+        tau = next((x["kendall_tau"] for x in r["rank"] if x["protocol"] == "1-arch" and x["subset"] == "all"
+                    and x["metric"] == "cifar10_test"), float("nan"))
+        print(f"{r['epoch']:5d} {r['criterion']:14} {acc.get('cifar10_test', float('nan')):6.2f} "
+              f"{acc.get('cifar100_test', float('nan')):6.2f} {acc.get('ImageNet16-120_test', float('nan')):6.2f} "
+              f"{tau:7.4f} {r['cost']['epoch_equivalents']:8.3f}  {r['cell']}")
+    return 0
+
+
 def cmd_show(args) -> int:
     print_run(args.run)
     return 0
@@ -204,7 +248,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "show": cmd_show,
+COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "select": cmd_select, "show": cmd_show,
             "perf": cmd_perf, "demo": cmd_demo}
 
 

@@ -251,18 +251,26 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
     return net
 
 
-def load_supernet(run: Run, epoch: int | None = None, device: torch.device | None = None) -> Supernet:
-    """Rebuild a run's supernet from the checkpoint of ``epoch`` (default: the last one)."""
+def checkpoint_epochs(run: Run) -> list[int]:
+    """Epochs whose checkpoint file is still on disk."""
+    return sorted(r["epoch"] for r in run.epochs() if r.get("checkpoint") and (run.path / r["checkpoint"]["file"]).exists())
+
+
+def load_supernet(run: Run, epoch: int | None = None, device: torch.device | None = None,
+                  with_state: bool = False):
+    """Rebuild a run's supernet from the checkpoint of ``epoch`` (default: the last one);
+    ``with_state`` also returns the whole checkpoint (optimiser states, RNG)."""
     device = device or device_mod.choose()
     cfg = run.config()
     records = {r["epoch"]: r for r in run.epochs() if r.get("checkpoint")}
-    if not records:
+    available = checkpoint_epochs(run)
+    if not available:
         raise UserError(f"{run.path} has no checkpoint yet")
-    epoch = max(records) if epoch is None else epoch
-    if epoch not in records:
-        raise UserError(f"{run.path} has no checkpoint for epoch {epoch}; it has {sorted(records)}")
+    epoch = available[-1] if epoch is None else epoch
+    if epoch not in available:
+        raise UserError(f"{run.path} has no checkpoint for epoch {epoch}; it has {available}")
     net = build_supernet(cfg, run.meta()["seed"], device)
     state = load_checkpoint(run.path / records[epoch]["checkpoint"]["file"], device)
     net.load_state_dict(state["model"])
     net.load_arch_state(state["arch_state"])
-    return net
+    return (net, state) if with_state else net

@@ -2,9 +2,11 @@
 
 One small module per criterion, registered by name with ``@register`` (the pattern of
 the zero-cost-NAS measures registry).  A criterion is a function
-``(supernet, context) -> np.ndarray`` where ``context`` gives access to data and options;
-higher score = more important op, NaN = unavailable.  The derived cell is
-``bench.space.select_cell(scores, allow_none)``.
+``(supernet, context) -> np.ndarray``: higher score = more important op, NaN = unavailable
+(pruned).  The derived cell is ``bench.space.select_cell(scores, allow_none)``.  A
+criterion declares its options with defaults; ``Context.option`` validates them.  It may
+modify the supernet it is given (callers pass a fresh copy) and may put what it measured
+besides the scores into ``context.info``.
 """
 from __future__ import annotations
 
@@ -18,25 +20,49 @@ from bench.errors import UserError
 
 @dataclass
 class Context:
-    """What a criterion may use besides the supernet: data access, a seed and options."""
+    """What a criterion may use besides the supernet."""
 
-    data: Any = None
+    data: Any = None                 # bench.data.SearchData: weight half, alpha ("validation") half
     seed: int = 0
     options: dict = field(default_factory=dict)
+    valid_size: int | None = None    # images of the alpha half used per evaluation (None = all)
+    batch_size: int = 256
+    search_config: Any = None        # the run's SearchConfig (for criteria that fine-tune)
+    checkpoint: dict | None = None   # the loaded checkpoint (optimiser states), likewise
+    info: dict = field(default_factory=dict)
+    _valid: list | None = None
+
+    def valid_batches(self) -> list:
+        """The fixed validation batches (the first ``valid_size`` images of the alpha half)."""
+        if self._valid is None:
+            if self.data is None:
+                raise UserError("this criterion needs validation data; none was given")
+            from bench.evaluate import fixed_batches
+
+            self._valid = fixed_batches(self.data.alpha, self.valid_size, self.batch_size)
+        return self._valid
 
 
 class Criterion(Protocol):
     def __call__(self, supernet, context: Context) -> np.ndarray: ...
 
 
-_REGISTRY: dict[str, Criterion] = {}
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    fn: Criterion
+    defaults: dict
+    needs_data: bool
 
 
-def register(name: str) -> Callable[[Criterion], Criterion]:
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, defaults: dict | None = None, needs_data: bool = True) -> Callable[[Criterion], Criterion]:
     def wrap(fn: Criterion) -> Criterion:
         if name in _REGISTRY:
             raise ValueError(f"criterion {name!r} registered twice")
-        _REGISTRY[name] = fn
+        _REGISTRY[name] = Entry(name, fn, dict(defaults or {}), needs_data)
         return fn
     return wrap
 
@@ -45,17 +71,51 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Criterion:
+def entry(name: str) -> Entry:
     if name not in _REGISTRY:
         raise UserError(f"Unknown criterion {name!r}; available: {', '.join(names())}")
     return _REGISTRY[name]
 
 
+def resolve_options(name: str, given: dict | None) -> dict:
+    """The criterion's defaults updated by ``given``; unknown keys and wrong types are errors."""
+    defaults = entry(name).defaults
+    options = dict(defaults)
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            raise UserError(f"Criterion {name!r} has no option {key!r}; its options are: "
+                            f"{', '.join(f'{k}={v}' for k, v in defaults.items()) or 'none'}")
+        default = defaults[key]
+        try:
+            if isinstance(default, bool):
+                if str(value).lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                value = str(value).lower() in ("true", "1")
+            elif isinstance(default, int):
+                value = int(value)
+            elif isinstance(default, float):
+                value = float(value)
+            else:
+                value = str(value)
+        except ValueError:
+            raise UserError(f"Option {name}.{key}={value!r} must be of type {type(default).__name__}") from None
+        options[key] = value
+    return options
+
+
 def compute(name: str, supernet, context: Context | None = None) -> np.ndarray:
-    scores = np.asarray(get(name)(supernet, context or Context()), dtype=np.float64)
+    """Scores of criterion ``name``; ``context.options`` is resolved against its defaults."""
+    context = context or Context()
+    context.options = resolve_options(name, context.options)
+    scores = np.asarray(entry(name).fn(supernet, context), dtype=np.float64)
     if scores.shape != (6, 5):
         raise RuntimeError(f"criterion {name!r} returned shape {scores.shape}, expected (6, 5)")
     return scores
 
 
-from criteria import magnitude  # noqa: E402,F401  (registers itself)
+def unavailable(supernet) -> np.ndarray:
+    """Boolean (6 x 5): ops pruned from the supernet (their score is NaN)."""
+    return ~supernet.op_mask.cpu().numpy()
+
+
+from criteria import darts_pt, eoinas, magnitude, ostr, random_scores  # noqa: E402,F401  (they register themselves)

@@ -3,21 +3,20 @@
 Score = log softmax(alpha) over the available ops: the per-edge argmax equals argmax alpha
 (= argmax softmax(alpha)), and the additive architecture score is the cell's
 log-probability under the factorised categorical (design.md §6).  'none' may be selected.
-Pruned ops (``op_mask`` False) score NaN.
+Pruned ops score NaN.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from criteria import Context, register
+from criteria import Context, register, unavailable
 
 
-@register("magnitude")
+@register("magnitude", needs_data=False)
 def magnitude(supernet, context: Context) -> np.ndarray:
     with torch.no_grad():
-        mask = supernet.op_mask
-        logits = supernet.alpha.detach().double().masked_fill(~mask, float("-inf"))
+        logits = supernet.alpha.detach().double().masked_fill(~supernet.op_mask, float("-inf"))
         scores = torch.log_softmax(logits, dim=-1).cpu().numpy()
-    scores[~mask.cpu().numpy()] = np.nan
+    scores[unavailable(supernet)] = np.nan
     return scores

@@ -1,0 +1,71 @@
+"""Operation strength (OStr-DARTS, Yang et al., arXiv 2409.14433; criteria-spec §4) [recon].
+
+The paper's formula could not be read; the harness default is the spec's reconstruction
+``taylor``: with the mixing weights beta = w(alpha) treated as free scalars (one per edge
+and op, shared by all cells), the loss change from deleting op o on edge e is estimated to
+first order as  Delta L_{e,o} ~= -beta_{e,o} * dL_val/dbeta_{e,o}, averaged (signed) over
+validation batches, with the supernet's weights fixed and BatchNorm in eval mode.  Higher
+= removing the op hurts more.  ``none`` is never computed, so its strength is exactly 0.
+
+Variants (option ``variant``): ``abs`` averages |beta * dL/dbeta| (Molchanov-style
+saliency); ``exact`` measures L_val(beta_{e,o} <- 0) - L_val directly (DARTS-PT's loss
+criterion, one shot).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.errors import UserError
+from bench.evaluate import bn_mode, evaluate
+from criteria import Context, register, unavailable
+
+VARIANTS = ("taylor", "abs", "exact")
+
+
+@register("ostr", defaults={"variant": "taylor", "bn_mode": "eval"})
+def ostr(supernet, context: Context) -> np.ndarray:
+    variant, mode = context.options["variant"], context.options["bn_mode"]
+    if variant not in VARIANTS:
+        raise UserError(f"ostr.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    batches = context.valid_batches()
+    if variant == "exact":
+        scores = exact_loss_change(supernet, batches, mode)
+    else:
+        scores = taylor_strength(supernet, batches, mode, absolute=variant == "abs")
+    scores[unavailable(supernet)] = np.nan
+    context.info.update({"variant": variant, "bn_mode": mode})
+    return scores
+
+
+def taylor_strength(supernet, batches, mode: str = "eval", absolute: bool = False) -> np.ndarray:
+    """-(beta * dL/dbeta) averaged over images (or its absolute value, per batch)."""
+    beta = supernet.arch_weights().detach().clone().requires_grad_(True)
+    total = torch.zeros_like(beta, dtype=torch.float64)
+    images = 0
+    with bn_mode(supernet, mode):
+        for x, y in batches:
+            loss = F.cross_entropy(supernet(x, weights=beta), y)
+            (grad,) = torch.autograd.grad(loss, [beta])
+            contribution = -(beta.detach() * grad).double()
+            total += (contribution.abs() if absolute else contribution) * len(y)
+            images += len(y)
+    return (total / images).cpu().numpy()
+
+
+def exact_loss_change(supernet, batches, mode: str = "eval") -> np.ndarray:
+    """L_val with op o on edge e removed (weight 0, no renormalisation) minus L_val."""
+    weights = supernet.arch_weights().detach()
+    base = evaluate(supernet, batches, mode, weights).loss
+    scores = np.full((6, 5), np.nan)
+    for edge in range(6):
+        for op in range(5):
+            if not bool(supernet.op_mask[edge, op]):
+                continue
+            w = weights.clone()
+            w[edge, op] = 0.0
+            mask = np.ones((6, 5), dtype=bool)
+            mask[edge, op] = False
+            scores[edge, op] = evaluate(supernet, batches, mode, w, mask).loss - base
+    return scores

@@ -1,0 +1,155 @@
+"""Selection criteria on tiny supernets with hand-checkable cases, and the select command."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import criteria
+from bench import config, data, space
+from bench.errors import UserError
+from bench.evaluate import fixed_batches
+from bench.search import build_supernet, make_optimizers, weight_step
+from criteria import Context
+from criteria.ostr import exact_loss_change, taylor_strength
+
+
+@pytest.fixture(scope="module")
+def slice_data(cifar_root):
+    return data.load_search_data(cifar_root, torch.device("cpu"), 512, 512, split_seed=0)
+
+
+def _tiny(seed=0):
+    return build_supernet(config.SearchConfig(C=4, N=1), seed, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def one_path_net(slice_data):
+    """Every edge is 'none' except 3<-0, which mixes {none, conv3x3}: the conv is the only path.
+
+    Trained briefly (alpha frozen) so the network beats chance on the images it is scored on."""
+    net = _tiny(1)
+    for e in range(6):
+        if e != 3:
+            net.fix_edge(e, 0)
+    for op in (1, 2, 4):
+        net.prune(3, op)
+    cfg = config.SearchConfig(C=4, N=1)
+    w_opt, _ = make_optimizers(net, cfg)
+    for g in w_opt.param_groups:
+        g["lr"] = 0.05
+    net.train()
+    batches = fixed_batches(slice_data.weight, 512, 128)
+    for _ in range(8):
+        for x, y in batches:
+            weight_step(net, w_opt, x, y, 5.0)
+    return net
+
+
+def _context(slice_data, size=512, **options):
+    # score on the training images so the network is clearly better than chance there
+    return Context(data=data.SearchData(slice_data.weight, slice_data.weight, None, slice_data.weight_indices,
+                                        slice_data.weight_indices), seed=0, options=options, valid_size=size)
+
+
+@pytest.mark.parametrize("name, options", [("darts-pt", {}), ("darts-pt", {"crit": "loss"}),
+                                           ("darts-pt", {"bn_mode": "eval"}), ("ostr", {}),
+                                           ("ostr", {"variant": "exact"}), ("ostr", {"variant": "abs"})])
+def test_the_only_conv_on_the_path_scores_highest(one_path_net, slice_data, name, options):
+    scores = criteria.compute(name, one_path_net, _context(slice_data, **options))
+    assert scores[3, 3] > 0
+    assert scores[3, 3] == np.nanmax(scores)
+    assert space.select_cell(scores)[3] == 3
+    assert scores[3, 0] == 0.0  # masking 'none' changes nothing
+    assert np.isnan(scores[3, [1, 2, 4]]).all()  # pruned
+
+
+def test_masking_an_op_of_zero_weight_changes_nothing(slice_data):
+    net = _tiny(2)
+    with torch.no_grad():
+        net.alpha[2, 4] = -1e4  # softmax weight exactly 0
+    assert float(net.arch_weights().detach()[2, 4]) == 0.0
+    for name, options in (("darts-pt", {}), ("darts-pt", {"crit": "loss"}), ("ostr", {"variant": "exact"}),
+                          ("ostr", {})):
+        scores = criteria.compute(name, net, _context(slice_data, 64, **options))
+        assert scores[2, 4] == 0.0, name
+
+
+def test_ostr_taylor_approaches_exact_as_the_weight_vanishes(slice_data):
+    net = _tiny(3).double()
+    batches = [(x.double(), y) for x, y in fixed_batches(slice_data.alpha, 64, 64)]
+    errors = []
+    for logit in (0.0, -3.0, -6.0):
+        with torch.no_grad():
+            net.alpha.zero_()
+            net.alpha[4, 3] = logit
+        beta = float(net.arch_weights().detach()[4, 3])
+        taylor = taylor_strength(net, batches, "eval")[4, 3]
+        exact = exact_loss_change(net, batches, "eval")[4, 3]
+        errors.append(abs(taylor - exact) / abs(exact))
+        assert np.sign(taylor) == np.sign(exact) or beta > 0.1
+    assert errors[2] < errors[1] < errors[0]
+    assert errors[2] < 0.01
+
+
+def test_eoinas_with_lambda_zero_selects_like_magnitude(slice_data):
+    net = _tiny(4)
+    with torch.no_grad():
+        net.alpha.normal_(0, 1)
+    magnitude = criteria.compute("magnitude", net)
+    eoi = criteria.compute("eoinas", net, _context(slice_data, lam=0.0))
+    assert space.select_cell(eoi) == space.select_cell(magnitude)
+    np.testing.assert_allclose(np.log(eoi), magnitude, atol=1e-6)  # float32 softmax vs float64
+
+
+def test_eoinas_accuracy_term_counts_samples(slice_data):
+    net = _tiny(5)
+    ctx = _context(slice_data, samples=16)
+    scores = criteria.compute("eoinas", net, ctx)
+    counts = np.array(ctx.info["sample_counts"])
+    assert (counts.sum(axis=1) == 16).all()
+    probs = torch.softmax(net.alpha.detach().double(), -1).numpy()
+    assert ((scores - probs) >= 0).all() and ((scores - probs) <= 0.5 + 1e-12).all()
+
+
+@pytest.mark.parametrize("name", ["darts-pt", "ostr", "eoinas", "random", "magnitude"])
+def test_criteria_are_deterministic(slice_data, name):
+    options = {"samples": 8} if name == "eoinas" else {}
+    a = criteria.compute(name, _tiny(6), _context(slice_data, 64, **options))
+    b = criteria.compute(name, _tiny(6), _context(slice_data, 64, **options))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_criterion_and_options():
+    with pytest.raises(UserError, match="Unknown criterion"):
+        criteria.entry("nope")
+    with pytest.raises(UserError, match="has no option 'colour'"):
+        criteria.resolve_options("darts-pt", {"colour": "red"})
+    with pytest.raises(UserError, match="must be of type int"):
+        criteria.resolve_options("eoinas", {"samples": "many"})
+    assert criteria.resolve_options("eoinas", {"samples": "8"})["samples"] == 8
+
+
+def test_select_command_on_a_smoke_run(cifar_root, capsys, isolated_results):
+    from bench.cli import main
+
+    assert main(["search", "--profile", "smoke", "--quiet", "--data-dir", str(cifar_root), "--set", "epochs=2",
+                 "--experiment", "sel"]) == 0
+    run_dir = next((isolated_results / "sel").iterdir())
+    args = ["select", str(run_dir), "--criteria", "magnitude,darts-pt,ostr,eoinas,random", "--valid-size", "64",
+            "--option", "eoinas.samples=8", "--supernet-tau", "12", "--quiet"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (run_dir / "selections.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 6
+    one = next(r for r in records if r["criterion"] == "darts-pt" and r["epoch"] == 2)
+    assert one["cost"]["forward_passes"] == 6 * (1 + 5)  # per edge one baseline and 5 masks, one batch each
+    assert one["info"]["evaluations"] == 36 and one["info"]["bn_mode"] == "train"
+    assert {r["protocol"] for r in one["rank"]} == {"1-arch", "2-op-marginal", "3-op-conditional"}
+    assert set(one["accuracies"]) >= {"cifar10_test", "cifar100_test", "ImageNet16-120_test"}
+    supernet = next(r for r in records if r["criterion"] == "_supernet")
+    assert len(supernet["measured"]) == 12 and supernet["rank"][0]["n"] == 12
+    capsys.readouterr()
+    assert main(args) == 0  # everything is there already
+    assert "0 new selection record(s)" in capsys.readouterr().out
+    assert main(["select", str(run_dir), "--criteria", "magnitude", "--epochs", "7"]) == 2
+    assert main(["select", str(run_dir), "--criteria", "bogus"]) == 2
