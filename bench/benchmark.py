@@ -321,7 +321,9 @@ def load_official_pth(path: str | Path) -> GroundTruth:
     _require_file(path)
     digest = sha256_file(path)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        from bench.device import HOST
+
+        blob = torch.load(path, map_location=HOST, weights_only=False)
     except Exception as err:
         raise UserError(f"Could not read the official benchmark file {path} ({type(err).__name__}: {err}); "
                         f"it is truncated or corrupt. {GET_OFFICIAL}") from None
@@ -418,8 +420,26 @@ def load_cached(path: str | Path | None = None) -> GroundTruth:
     return _cached(str(path.resolve()), path.stat().st_mtime_ns)
 
 
+def source_digest(source: str | Path) -> str:
+    """SHA-256 that identifies a source: the file's, or a NATS directory's meta file's."""
+    source = Path(source)
+    return sha256_file(source / "meta.pickle.pbz2" if source.is_dir() else source)
+
+
 def convert(source: str | Path, target: str | Path) -> GroundTruth:
-    """Read any source once and write the compact table; returns the loaded ground truth."""
+    """Read any source once and write the compact table; returns the loaded ground truth.
+
+    If ``target`` already holds a conversion of the same source (same SHA-256), the source
+    is not read again."""
+    target = Path(target)
+    if target.exists() and Path(source).exists():
+        try:
+            existing = load_table(target)
+        except UserError:
+            existing = None
+        if existing is not None and existing.origin.get("source_sha256") == source_digest(source):
+            existing.origin["reused"] = True
+            return existing
     started = time.perf_counter()
     truth = load(source)
     truth.origin["converted_seconds"] = round(time.perf_counter() - started, 3)

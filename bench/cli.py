@@ -89,6 +89,9 @@ def cmd_benchmark(args) -> int:
 
     if args.action == "convert":
         truth = benchmark.convert(args.source, args.target)
+        if truth.origin.get("reused"):
+            print(f"{args.target} already holds this source (same SHA-256); nothing to do")
+            return 0
         print(f"wrote {args.target}: {int((truth.index >= 0).sum())} cells, metrics {', '.join(truth.metric_names)}; "
               f"source sha256 {truth.sha256[:16]}…")
         return 0

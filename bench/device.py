@@ -13,6 +13,10 @@ import torch
 from bench.errors import UserError
 
 
+HOST = torch.device("cpu")
+"""Host memory: where files are deserialised before they move to the compute device."""
+
+
 def choose(requested: str | None = None) -> torch.device:
     """Resolve the device: argument > $BENCH_DEVICE > CUDA if available > CPU."""
     name = requested or os.environ.get("BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -43,3 +47,9 @@ def peak_memory_mb(device: torch.device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_deterministic(device: torch.device) -> None:
+    """Deterministic kernels where they exist cheaply (the CPU); CUDA runs stay fast and
+    are reproducible only up to kernel non-determinism."""
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)

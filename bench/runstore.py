@@ -142,9 +142,11 @@ class Run:
         rewrite_jsonl(self.epochs_file, [r for r in self.epochs() if r["epoch"] <= epoch])
 
 
-def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> dict:
+def load_checkpoint(path: str | Path, map_location: torch.device | None = None) -> dict:
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        from bench.device import HOST
+
+        return torch.load(path, map_location=map_location or HOST, weights_only=False)
     except Exception as err:
         raise UserError(f"Checkpoint {path} could not be read ({type(err).__name__}: {err}); it is corrupt. "
                         f"Delete it to resume from the one before.") from None

@@ -216,7 +216,7 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
                describe_epoch: Callable[[Supernet], dict] | None = None, hooks: list[EpochHook] | None = None,
                progress: bool = True, resume: bool = True) -> Supernet:
     """Train the supernet, writing the run store; continues from the last good checkpoint."""
-    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
+    device_mod.make_deterministic(device)
     net = build_supernet(cfg, seed, device)
     w_opt, a_opt = make_optimizers(net, cfg)
     start = 0

@@ -76,6 +76,18 @@ class Head(nn.Module):
         return self.classifier(F.relu(self.bn(x)).mean(dim=(2, 3)))
 
 
+def macro_blocks(C: int, N: int, make_cell) -> tuple[nn.ModuleList, int]:
+    """The NB201 body: N cells at C, reduction, N cells at 2C, reduction, N cells at 4C."""
+    blocks: list[nn.Module] = []
+    channels = C
+    for stage in range(3):
+        if stage > 0:
+            blocks.append(ResidualReduction(channels, channels * 2))
+            channels *= 2
+        blocks.extend(make_cell(channels) for _ in range(N))
+    return nn.ModuleList(blocks), channels
+
+
 _COUNT_MAPS: dict[tuple, torch.Tensor] = {}
 
 
@@ -163,14 +175,7 @@ class Supernet(nn.Module):
         self.config = {"C": C, "N": N, "num_classes": num_classes, "affine": affine,
                        "track_running_stats": track_running_stats}
         self.stem = Stem(C)
-        blocks: list[nn.Module] = []
-        channels = C
-        for stage in range(3):
-            if stage > 0:
-                blocks.append(ResidualReduction(channels, channels * 2))
-                channels *= 2
-            blocks.extend(SearchCell(channels, affine, track_running_stats) for _ in range(N))
-        self.cells = nn.ModuleList(blocks)
+        self.cells, channels = macro_blocks(C, N, lambda c: SearchCell(c, affine, track_running_stats))
         self.head = Head(channels, num_classes)
         self.alpha = nn.Parameter(1e-3 * torch.randn(space.NUM_EDGES, space.NUM_OPS))
         self.relaxation = get_relaxation(relaxation) if isinstance(relaxation, str) else relaxation
@@ -323,14 +328,7 @@ class CellNetwork(nn.Module):
         super().__init__()
         self.cell = space.as_cell(cell)
         self.stem = Stem(C)
-        blocks: list[nn.Module] = []
-        channels = C
-        for stage in range(3):
-            if stage > 0:
-                blocks.append(ResidualReduction(channels, channels * 2))
-                channels *= 2
-            blocks.extend(InferCell(self.cell, channels) for _ in range(N))
-        self.cells = nn.ModuleList(blocks)
+        self.cells, channels = macro_blocks(C, N, lambda c: InferCell(self.cell, c))
         self.head = Head(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

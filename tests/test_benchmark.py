@@ -183,7 +183,8 @@ def test_nats_directory_reader_matches_the_table(truth, nats_fixture_dir, tmp_pa
         assert got["cifar100_valid"] > 0 and got["cifar10_params"] > 0
     assert nats.lookup(0)["cifar10_params"] == pytest.approx(0.129306, abs=1e-6)
     target = tmp_path / "nats.parquet"
-    benchmark.convert(nats_fixture_dir, target)
+    assert not benchmark.convert(nats_fixture_dir, target).origin.get("reused")
+    assert benchmark.convert(nats_fixture_dir, target).origin.get("reused")  # not read twice
     again = benchmark.load(target)
     assert again.lookup(11)["cifar100_valid"] == pytest.approx(nats.lookup(11)["cifar100_valid"])
     assert again.origin["format"] == "nats-tss-directory"
