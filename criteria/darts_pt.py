@@ -125,5 +125,5 @@ def darts_pt_projection(supernet, context: Context) -> np.ndarray:
     while undecided:  # proj_intv = 0 or 1: the remaining decisions come after the last tuning epoch
         decide(tune_epochs)
     context.info.update({"decisions": decisions, "tune_epochs": tune_epochs, "tune_steps": opts["tune_steps"],
-                         "final_cell": list(supernet.fixed)})
+                         "final_cell": list(supernet.fixed), "alpha_after": supernet.alpha.detach().cpu().tolist()})
     return scores  # per edge the drops at its decision, so the per-edge argmax is the decided op

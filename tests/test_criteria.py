@@ -153,3 +153,28 @@ def test_select_command_on_a_smoke_run(cifar_root, capsys, isolated_results):
     assert "0 new selection record(s)" in capsys.readouterr().out
     assert main(["select", str(run_dir), "--criteria", "magnitude", "--epochs", "7"]) == 2
     assert main(["select", str(run_dir), "--criteria", "bogus"]) == 2
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_darts_pt_projection_decides_every_edge_once(cifar_root, freeze):
+    from bench import experiment, select
+    from bench.runstore import Run
+    from bench.search import load_supernet
+
+    cfg = config.resolve("smoke").replace(epochs=1, freeze_alpha=freeze)
+    run = experiment.search("smoke", cfg, 0, "proj", data_dir=cifar_root, progress=False)
+    before = load_supernet(run, device=torch.device("cpu")).alpha.detach().clone()
+    records = select.apply(run, ["darts-pt-proj"], [1], {"darts-pt-proj": {"proj_intv": "1", "tune_steps": "2"}},
+                           valid_size=64, progress=False)
+    info = records[0]["info"]
+    assert sorted(d["edge"] for d in info["decisions"]) == list(range(6))
+    assert [d["tune_epoch"] for d in info["decisions"]] == [0, 1, 2, 3, 4, 5]
+    assert space.parse(records[0]["cell"]) == tuple(info["final_cell"])
+    for d in info["decisions"]:
+        assert d["op"] == int(np.nanargmax(d["drops"]))
+    assert records[0]["cost"]["forward_passes"] > 6 * 6
+    after = torch.tensor(info["alpha_after"])
+    if freeze:  # DARTS-PT (fix alpha): only the weights are tuned
+        assert torch.equal(after, before)
+    else:  # alpha keeps training on undecided edges during tuning
+        assert not torch.equal(after, before)
