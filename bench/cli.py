@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="train a supernet and derive the magnitude cell every epoch")
     search.add_argument("--profile", default="smoke", help="paper, darts-pt, smoke or cpu (default: smoke)")
+    search.add_argument("--method", default=None, help="darts (default), darts-fix-alpha, nap or eoinas; sets the "
+                        "method's defaults on top of the profile")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--experiment", default="default", help="results/<experiment>/ holds the run")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -144,7 +146,7 @@ def cmd_search(args) -> int:
     from bench import config, experiment
     from bench.runstore import Run
 
-    cfg = config.resolve(args.profile, args.overrides)
+    cfg = config.resolve(args.profile, args.overrides, args.method)
     run = Run.for_config(args.experiment, cfg, args.seed, args.profile)
     if run.is_done:
         print(f"{run.path} is complete; nothing to do")

@@ -51,6 +51,18 @@ class SearchConfig:
     a_weight_decay: float = 1e-3
     a_eps: float = 1e-8
     checkpoint_every: int = 1       # keep every k-th checkpoint (plus the last)
+    # -- methods that change training (bench.methods) --
+    exclude_none: bool = False      # NAP: 'none' is not a candidate
+    prune_every: int = 0            # NAP / EoiNAS: epochs between pruning points (0 = never)
+    prune_threshold: float = 0.0    # NAP: prune ops whose gate falls below this (0 = use the schedule)
+    none_threshold: float = 0.0     # NAP: an edge whose strongest gate is below this becomes 'none'
+    warmup_epochs: int = 0          # EoiNAS: weight-only epochs before alpha trains
+    tau_start: float = 5.0          # EoiNAS: Gumbel-softmax temperature in warm-up
+    tau_decay: float = 0.965        # EoiNAS: tau = tau_start * tau_decay^(epoch - warmup)
+    skip_dropout: float = 0.0       # EoiNAS: dropout on skip_connect outputs (schedule in bench.methods)
+    lam: float = 0.5                # EoiNAS: indicator weight of the accuracy term
+    eoi_variant: str = "paper"      # EoiNAS: paper (accumulated mean accuracy) or code (official code)
+    drop_none_last: bool = True     # EoiNAS: remove 'none' at the last pruning point if still present
     implementation: str = "fast"    # fast or naive supernet forward
     extra: dict = field(default_factory=dict)
 
@@ -67,10 +79,14 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
-_CHOICES = {"method": ("darts",), "order": ("first", "second"), "step_order": ("weight-first", "alpha-first"),
-            "relaxation": ("softmax",), "implementation": ("fast", "naive")}
+_CHOICES = {"method": ("darts", "darts-fix-alpha", "nap", "eoinas"), "order": ("first", "second"),
+            "step_order": ("weight-first", "alpha-first"),
+            "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive"),
+            "eoi_variant": ("paper", "code")}
 _POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every")
-_NON_NEGATIVE = ("w_lr", "w_lr_min", "w_weight_decay", "grad_clip", "a_lr", "a_weight_decay", "a_eps", "w_momentum")
+_NON_NEGATIVE = ("w_lr", "w_lr_min", "w_weight_decay", "grad_clip", "a_lr", "a_weight_decay", "a_eps", "w_momentum",
+                 "prune_every", "prune_threshold", "none_threshold", "warmup_epochs", "tau_start", "tau_decay",
+                 "skip_dropout", "lam")
 
 
 def validate(cfg: SearchConfig) -> None:
@@ -94,6 +110,10 @@ def validate(cfg: SearchConfig) -> None:
                         f"training images")
     if not 0 <= cfg.a_beta1 < 1 or not 0 <= cfg.a_beta2 < 1 or not 0 <= cfg.w_momentum < 1:
         raise UserError("a_beta1, a_beta2 and w_momentum must lie in [0, 1)")
+    if cfg.warmup_epochs >= cfg.epochs and cfg.warmup_epochs > 0:
+        raise UserError(f"warmup_epochs ({cfg.warmup_epochs}) must be smaller than epochs ({cfg.epochs})")
+    if cfg.skip_dropout >= 1:
+        raise UserError(f"skip_dropout ({cfg.skip_dropout}) must be below 1")
     if cfg.w_lr_min > cfg.w_lr:
         raise UserError(f"w_lr_min ({cfg.w_lr_min}) must not exceed w_lr ({cfg.w_lr})")
 
@@ -105,6 +125,29 @@ PROFILES: dict[str, SearchConfig] = {
     "smoke": SearchConfig(C=4, N=1, epochs=3, batch_size=64, weight_size=512, alpha_size=512),
     "cpu": SearchConfig(C=8, N=2, epochs=25, batch_size=64, weight_size=20000, alpha_size=20000),
 }
+
+
+def method_defaults(method: str, base: SearchConfig) -> dict:
+    """Profile defaults of a method, scaled to the profile's epoch budget (bench.methods)."""
+    if method == "darts":
+        return {}
+    if method == "darts-fix-alpha":
+        return {"freeze_alpha": True}
+    if method == "nap":
+        return {"relaxation": "sigmoid", "exclude_none": True, "prune_every": max(1, base.epochs // 4)}
+    if method == "eoinas":
+        # criteria-spec §5: 100 epochs at paper size (warm-up 20, prune every 20), SGD cosine to 0,
+        # wd 3e-4, Adam 6e-4; smaller profiles keep the proportions
+        epochs = {"paper": 100, "darts-pt": 100}.get(base_name(base), max(base.epochs, 5))
+        warmup = epochs // 5
+        return {"relaxation": "gumbel", "epochs": epochs, "warmup_epochs": warmup,
+                "prune_every": max(1, (epochs - warmup) // 4), "skip_dropout": 0.1, "a_lr": 6e-4, "w_lr_min": 0.0,
+                "w_weight_decay": 3e-4, "w_nesterov": False}
+    raise UserError(f"Unknown method {method!r}; available: {', '.join(_CHOICES['method'])}")
+
+
+def base_name(cfg: SearchConfig) -> str:
+    return next((name for name, p in PROFILES.items() if p == cfg), "custom")
 
 
 def profile(name: str) -> SearchConfig:
@@ -138,7 +181,10 @@ def parse_override(text: str, base: SearchConfig) -> tuple[str, object]:
     return key, value
 
 
-def resolve(profile_name: str, overrides: list[str] | None = None) -> SearchConfig:
+def resolve(profile_name: str, overrides: list[str] | None = None, method: str | None = None) -> SearchConfig:
+    """A profile, then the method's defaults, then ``key=value`` overrides."""
     base = profile(profile_name)
+    if method is not None:
+        base = base.replace(method=method, **method_defaults(method, base))
     changes = dict(parse_override(text, base) for text in overrides or [])
     return base.replace(**changes) if changes else base

@@ -49,3 +49,56 @@ class Softmax:
         if bool(mask.all()):
             return torch.softmax(logits, dim=-1)
         return torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+class _Gate:
+    """Unnormalised relaxation (NAP, criteria-spec §6): w[e, o] = g(alpha[e, o]) for available
+    ops, 0 for masked ones; no coupling between ops through a shared denominator."""
+
+    name = "gate"
+    fn = staticmethod(torch.sigmoid)
+
+    def __call__(self, alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fn(alpha) * mask.to(alpha.dtype)
+
+
+@register("sigmoid")
+class Sigmoid(_Gate):
+    name = "sigmoid"
+    fn = staticmethod(torch.sigmoid)
+
+
+@register("identity")
+class Identity(_Gate):
+    name = "identity"
+    fn = staticmethod(lambda a: a)
+
+
+@register("relu")
+class Relu(_Gate):
+    name = "relu"
+    fn = staticmethod(torch.relu)
+
+
+@register("gumbel")
+class GumbelSoftmax:
+    """Gumbel-softmax (Jang et al., ICLR 2017; EoiNAS): w = softmax((alpha + G) / tau) over the
+    available ops, G ~ Gumbel(0, 1) drawn from ``generator``, one sample per forward shared
+    by all cells.  Without a generator (evaluation, criteria) it is softmax(alpha / tau).
+    The last sample is kept in ``last_sample`` (EoiNAS counts which op it favoured)."""
+
+    name = "gumbel"
+
+    def __init__(self, tau: float = 1.0):
+        self.tau = tau
+        self.generator: torch.Generator | None = None
+        self.last_sample: torch.Tensor | None = None
+
+    def __call__(self, alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = alpha
+        if self.generator is not None:
+            uniform = torch.rand(alpha.shape, generator=self.generator, device=alpha.device, dtype=alpha.dtype)
+            logits = alpha - torch.log(-torch.log(uniform.clamp_min(1e-20)))
+        weights = torch.softmax((logits / self.tau).masked_fill(~mask, float("-inf")), dim=-1)
+        self.last_sample = weights.detach()
+        return weights

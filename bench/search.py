@@ -29,6 +29,7 @@ from bench.config import SearchConfig
 from bench.errors import UserError
 from bench.runstore import Run, load_checkpoint
 from bench.supernet import Supernet
+from bench import methods as methods_mod
 
 EpochHook = Callable[[dict], None]
 
@@ -160,8 +161,10 @@ def _set_rng_state(state: dict) -> None:
 
 
 def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.SearchData, seed: int, epoch: int,
-                progress: bool = True) -> dict:
+                progress: bool = True, method: methods_mod.Method | None = None) -> dict:
     """One epoch: a pass over the weight half, each step paired with an alpha batch."""
+    method = method or methods_mod.Method(cfg, seed)
+    alpha_trains = method.alpha_trains(epoch)
     device = net.alpha.device
     lr = cosine_lr(cfg, epoch)
     for group in w_opt.param_groups:
@@ -180,20 +183,27 @@ def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.S
                desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False)
     for step, (x, y) in enumerate(bar):
         xv, yv = next(alpha_queue)
-        if cfg.freeze_alpha:
+        if not alpha_trains:
             w_loss, w_correct = weight_step(net, w_opt, x, y, cfg.grad_clip)
+            method.after_weight_step(net)
             with torch.no_grad():
                 logits = net(xv)
                 a_loss, a_correct = F.cross_entropy(logits, yv), (logits.argmax(1) == yv).sum()
         elif cfg.order == "second":
             a_loss, a_correct = second_order_alpha_step(net, w_opt, a_opt, lr, (x, y), (xv, yv))
+            method.after_alpha_step(net, a_correct, len(yv))
             w_loss, w_correct = weight_step(net, w_opt, x, y, cfg.grad_clip)
+            method.after_weight_step(net)
         elif cfg.step_order == "alpha-first":
             a_loss, a_correct = alpha_step(net, a_opt, xv, yv)
+            method.after_alpha_step(net, a_correct, len(yv))
             w_loss, w_correct = weight_step(net, w_opt, x, y, cfg.grad_clip)
+            method.after_weight_step(net)
         else:
             w_loss, w_correct = weight_step(net, w_opt, x, y, cfg.grad_clip)
+            method.after_weight_step(net)
             a_loss, a_correct = alpha_step(net, a_opt, xv, yv)
+            method.after_alpha_step(net, a_correct, len(yv))
         sums += torch.stack([w_loss.double() * len(y), w_correct.double(), a_loss.double() * len(yv),
                              a_correct.double()])
         counts[0] += len(y)
@@ -218,6 +228,8 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
     """Train the supernet, writing the run store; continues from the last good checkpoint."""
     device_mod.make_deterministic(device)
     net = build_supernet(cfg, seed, device)
+    method = methods_mod.get(cfg, seed)
+    method.setup(net)
     w_opt, a_opt = make_optimizers(net, cfg)
     start = 0
     last = run.last_good_checkpoint() if resume else None
@@ -229,6 +241,7 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
         w_opt.load_state_dict(state["w_opt"])
         a_opt.load_state_dict(state["a_opt"])
         _set_rng_state(state["rng"])
+        method.load_state_dict(state.get("method", {}))
         start = epoch
     run.truncate_after(start)
     from tqdm import tqdm
@@ -236,14 +249,24 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
     for epoch in tqdm(range(start, cfg.epochs), desc="search", unit="epoch", disable=not progress,
                       initial=start, total=cfg.epochs):
         began = time.perf_counter()
-        stats = train_epoch(net, w_opt, a_opt, cfg, data, seed, epoch, progress)
+        started = method.start_epoch(net, epoch)
+        stats = train_epoch(net, w_opt, a_opt, cfg, data, seed, epoch, progress, method)
+        ended, reset_alpha_optimizer = method.end_epoch(net, epoch)
+        if reset_alpha_optimizer:  # EoiNAS re-creates Adam after pruning (state reset)
+            _, a_opt = make_optimizers(net, cfg)
         record = {"epoch": epoch + 1, **stats, "seconds": round(time.perf_counter() - began, 3),
-                  "alpha": net.alpha.detach().cpu().tolist(), "weights": net.arch_weights().detach().cpu().tolist()}
+                  "alpha": net.alpha.detach().cpu().tolist(), "weights": net.arch_weights().detach().cpu().tolist(),
+                  "op_mask": net.op_mask.cpu().tolist(), "method": {"name": cfg.method, **started, **ended}}
         if describe_epoch is not None:
             record.update(describe_epoch(net))
+        method_scores = method.scores(net)
+        if method_scores is not None:
+            from bench import space
+
+            record["method"]["cell"] = space.to_string(space.select_cell(method_scores))
         state = {"model": net.state_dict(), "arch_state": net.arch_state(), "w_opt": w_opt.state_dict(),
                  "a_opt": a_opt.state_dict(), "rng": _rng_state(), "epoch": epoch + 1,
-                 "config_digest": cfg.digest(), "seed": seed}
+                 "config_digest": cfg.digest(), "seed": seed, "method": method.state_dict()}
         record["checkpoint"] = run.save_checkpoint(epoch + 1, state, cfg.checkpoint_every)
         run.log_epoch(record)
         for hook in hooks or []:

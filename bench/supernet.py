@@ -126,8 +126,10 @@ class SearchCell(nn.Module):
         super().__init__()
         self.edges = nn.ModuleList(MixedEdge(c, affine, track) for _ in space.EDGES)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[Sequence[int]]) -> torch.Tensor:
-        """``weights``: (6, 5) op weights; ``active[e]``: the op indices to compute on edge e."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[Sequence[int]],
+                skip_dropout: float = 0.0) -> torch.Tensor:
+        """``weights``: (6, 5) op weights; ``active[e]``: the op indices to compute on edge e;
+        ``skip_dropout``: dropout probability on skip_connect outputs (EoiNAS; 0 = off)."""
         nodes = [x]
         relu: dict[int, torch.Tensor] = {}
         pool: dict[int, torch.Tensor] = {}
@@ -139,7 +141,7 @@ class SearchCell(nn.Module):
                 source = nodes[i]
                 for op in active[e]:
                     if op == SKIP:
-                        y = source
+                        y = F.dropout(source, skip_dropout) if skip_dropout > 0 else source
                     elif op == POOL:
                         if i not in pool:
                             pool[i] = avg_pool_3x3(source)
@@ -181,6 +183,7 @@ class Supernet(nn.Module):
         self.relaxation = get_relaxation(relaxation) if isinstance(relaxation, str) else relaxation
         self.register_buffer("op_mask", torch.ones(space.NUM_EDGES, space.NUM_OPS, dtype=torch.bool))
         self.fixed: list[int | None] = [None] * space.NUM_EDGES
+        self.skip_dropout = 0.0
         if implementation not in ("fast", "naive"):
             raise ValueError(f"implementation must be 'fast' or 'naive', not {implementation!r}")
         self.implementation = implementation
@@ -243,7 +246,8 @@ class Supernet(nn.Module):
         active = self.active_ops(compute_mask)
         h = self.stem(x)
         for block in self.cells:
-            h = block(h, weights, active) if isinstance(block, SearchCell) else block(h)
+            h = block(h, weights, active, self.skip_dropout if self.training else 0.0) \
+                if isinstance(block, SearchCell) else block(h)
         return self.head(h)
 
     # -- extra state for checkpoints ------------------------------------------------------

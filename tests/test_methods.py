@@ -1,0 +1,126 @@
+"""Search methods that change training: fix-alpha, NAP, EoiNAS (smoke-size real runs)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench import config, data, space
+from bench.runstore import Run
+from bench.search import build_supernet, run_search
+from bench.supernet import Supernet
+
+
+@pytest.fixture(scope="module")
+def tiny_data(cifar_root):
+    return data.load_search_data(cifar_root, torch.device("cpu"), 256, 256, split_seed=0)
+
+
+def _run(cfg, tmp_path, name, tiny_data, hooks=None):
+    run = Run(tmp_path / name)
+    run.start({"config": cfg.to_dict(), "seed": 0, "profile": "test"})
+    net = run_search(cfg, 0, run, tiny_data, torch.device("cpu"), hooks=hooks, progress=False)
+    return run, net
+
+
+def _smoke(method, **changes):
+    return config.resolve("smoke", method=method).replace(weight_size=256, alpha_size=256, **changes)
+
+
+def test_method_defaults_follow_the_spec():
+    eoi = config.resolve("paper", method="eoinas")
+    assert (eoi.epochs, eoi.warmup_epochs, eoi.prune_every, eoi.relaxation) == (100, 20, 20, "gumbel")
+    cpu = config.resolve("cpu", method="eoinas")
+    assert (cpu.epochs, cpu.warmup_epochs, cpu.prune_every) == (25, 5, 5)
+    nap = config.resolve("paper", method="nap")
+    assert nap.relaxation == "sigmoid" and nap.exclude_none and nap.prune_every == 12
+    assert config.resolve("paper", method="darts-fix-alpha").freeze_alpha
+
+
+def test_none_gets_no_gradient_without_normalisation():
+    torch.manual_seed(0)
+    net = Supernet(C=4, N=1, relaxation="sigmoid").double()
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    F.cross_entropy(net(x), torch.tensor([0, 1, 2, 3])).backward()
+    assert torch.equal(net.alpha.grad[:, 0], torch.zeros(6, dtype=torch.float64))
+    assert (net.alpha.grad[:, 1:].abs() > 0).all()
+    soft = Supernet(C=4, N=1, relaxation="softmax").double()
+    F.cross_entropy(soft(x), torch.tensor([0, 1, 2, 3])).backward()
+    assert (soft.alpha.grad[:, 0].abs() > 0).all()  # with softmax, none competes through the denominator
+
+
+def test_fix_alpha_keeps_alpha_at_its_initialisation(tmp_path, tiny_data):
+    cfg = _smoke("darts-fix-alpha", epochs=2)
+    run, net = _run(cfg, tmp_path, "fix", tiny_data)
+    torch.testing.assert_close(net.alpha, build_supernet(cfg, 0, torch.device("cpu")).alpha, rtol=0, atol=0)
+    assert run.epochs()[-1]["method"]["name"] == "darts-fix-alpha"
+
+
+def test_nap_prunes_weakest_ops_on_schedule_and_skips_their_compute(tmp_path, tiny_data):
+    cfg = _smoke("nap", epochs=4, prune_every=1)
+    run, net = _run(cfg, tmp_path, "nap", tiny_data)
+    records = run.epochs()
+    assert [len(r["method"]["pruned"]) for r in records] == [6, 6, 6, 0]
+    mask = np.array(records[-1]["op_mask"])
+    assert (mask.sum(axis=1) == 1).all() and not mask[:, 0].any()
+    for r in records[:3]:
+        gates = np.array(r["method"]["gates"], dtype=float)
+        for e, o in r["method"]["pruned"]:
+            assert gates[e, o] == np.nanmin(gates[e])
+    cell = space.parse(records[-1]["method"]["cell"])
+    assert cell == tuple(int(np.flatnonzero(row)[0]) for row in mask)
+    # pruned ops are not computed: count conv calls of one forward
+    calls = {"n": 0}
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    net(torch.randn(2, 3, 32, 32))
+    expected = 1 + 2 * 3 + 3 * sum(op in (2, 3) for op in cell)  # stem, reductions, cell convs
+    assert calls["n"] == expected
+
+
+def test_nap_none_threshold_discards_weak_edges():
+    from bench.methods import NAP
+
+    cfg = config.resolve("smoke", method="nap").replace(none_threshold=0.6)
+    net = build_supernet(cfg, 0, torch.device("cpu"))
+    nap = NAP(cfg)
+    nap.setup(net)
+    with torch.no_grad():
+        net.alpha.fill_(0.0)  # every gate 0.5 < 0.6
+        net.alpha[2, 3] = 2.0  # gate 0.88
+    cell = space.select_cell(nap.scores(net))
+    assert cell == (0, 0, 3, 0, 0, 0)
+
+
+def test_eoinas_prunes_one_op_per_edge_per_stage_and_resets_adam(tmp_path, tiny_data):
+    cfg = _smoke("eoinas")
+    assert (cfg.epochs, cfg.warmup_epochs, cfg.prune_every) == (5, 1, 1)
+    run, net = _run(cfg, tmp_path, "eoi", tiny_data)
+    records = run.epochs()
+    assert [len(r["method"]["pruned"]) for r in records] == [0, 6, 6, 6, 6]
+    assert [r["method"]["alpha_trains"] for r in records] == [False, True, True, True, True]
+    assert records[0]["method"]["temperature"] == 5.0
+    assert records[2]["method"]["temperature"] == pytest.approx(5.0 * 0.965)
+    mask = np.array(records[-1]["op_mask"])
+    assert (mask.sum(axis=1) == 1).all() and not mask[:, 0].any()  # drop_none_last
+    for r in records[1:]:
+        ind = np.array(r["method"]["indicator"], dtype=float)
+        for e, o in r["method"]["pruned"]:
+            assert ind[e, o] == np.nanmin(ind[e]) or o == 0
+    initial = build_supernet(cfg, 0, torch.device("cpu")).alpha
+    torch.testing.assert_close(torch.tensor(records[0]["alpha"]), initial, rtol=0, atol=0)  # warm-up froze alpha
+    assert not torch.equal(torch.tensor(records[1]["alpha"]), initial)
+    # resume after a kill at epoch 3 gives the same final state (indicator accumulators restored)
+
+    class Kill(Exception):
+        pass
+
+    def kill(record):
+        if record["epoch"] == 3:
+            raise Kill()
+
+    with pytest.raises(Kill):
+        _run(cfg, tmp_path, "eoi2", tiny_data, hooks=[kill])
+    _, resumed = _run(cfg, tmp_path, "eoi2", tiny_data)
+    torch.testing.assert_close(resumed.alpha, net.alpha, rtol=0, atol=0)
+    assert torch.equal(resumed.op_mask, net.op_mask)
