@@ -25,11 +25,12 @@ from torch.func import functional_call
 
 from bench import data as data_mod
 from bench import device as device_mod
+from bench import methods as methods_mod
+from bench import space
 from bench.config import SearchConfig
 from bench.errors import UserError
 from bench.runstore import Run, load_checkpoint
 from bench.supernet import Supernet
-from bench import methods as methods_mod
 
 EpochHook = Callable[[dict], None]
 
@@ -261,8 +262,6 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
             record.update(describe_epoch(net))
         method_scores = method.scores(net)
         if method_scores is not None:
-            from bench import space
-
             record["method"]["cell"] = space.to_string(space.select_cell(method_scores))
         state = {"model": net.state_dict(), "arch_state": net.arch_state(), "w_opt": w_opt.state_dict(),
                  "a_opt": a_opt.state_dict(), "rng": _rng_state(), "epoch": epoch + 1,
