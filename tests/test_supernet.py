@@ -126,3 +126,15 @@ def test_none_is_never_computed():
     net(x)
     # stem 1 + two reductions x 3 convs + one conv per search cell (3 cells)
     assert calls["conv"] == 1 + 2 * 3 + 3
+
+
+@pytest.mark.slow
+def test_paper_size_fast_equals_naive():
+    """C=16, N=5 as in the paper: the fast forward and every gradient equal the naive ones."""
+    torch.manual_seed(0)
+    net = Supernet(C=16, N=5).double()
+    with torch.no_grad():
+        net.alpha.normal_(0, 1)
+    net.prune(2, 4)
+    net.fix_edge(4, 3)
+    _compare(net, *_batch(7, n=4))
