@@ -63,6 +63,9 @@ class SearchConfig:
     lam: float = 0.5                # EoiNAS: indicator weight of the accuracy term
     eoi_variant: str = "paper"      # EoiNAS: paper (accumulated mean accuracy) or code (official code)
     drop_none_last: bool = True     # EoiNAS: remove 'none' at the last pruning point if still present
+    engine_cells: str = "stage-first"  # EnTranNAS: stage-first (first cell of each stage) or first (cell 0 only)
+    dst: bool = True                # EnTranNAS: differentiable sparsification with node thresholds
+    entran_tau: float = 1.0         # EnTranNAS: engine softmax temperature
     implementation: str = "fast"    # fast or naive supernet forward
     extra: dict = field(default_factory=dict)
 
@@ -79,10 +82,10 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
-_CHOICES = {"method": ("darts", "darts-fix-alpha", "nap", "eoinas"), "order": ("first", "second"),
+_CHOICES = {"method": ("darts", "darts-fix-alpha", "nap", "eoinas", "entrannas"), "order": ("first", "second"),
             "step_order": ("weight-first", "alpha-first"),
             "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive"),
-            "eoi_variant": ("paper", "code")}
+            "eoi_variant": ("paper", "code"), "engine_cells": ("stage-first", "first")}
 _POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every")
 _NON_NEGATIVE = ("w_lr", "w_lr_min", "w_weight_decay", "grad_clip", "a_lr", "a_weight_decay", "a_eps", "w_momentum",
                  "prune_every", "prune_threshold", "none_threshold", "warmup_epochs", "tau_start", "tau_decay",
@@ -112,6 +115,12 @@ def validate(cfg: SearchConfig) -> None:
         raise UserError("a_beta1, a_beta2 and w_momentum must lie in [0, 1)")
     if cfg.warmup_epochs >= cfg.epochs and cfg.warmup_epochs > 0:
         raise UserError(f"warmup_epochs ({cfg.warmup_epochs}) must be smaller than epochs ({cfg.epochs})")
+    if cfg.order == "second" and cfg.method != "darts":
+        raise UserError(f"order=second (DARTS-V2) is implemented for method darts only, not {cfg.method!r}")
+    if cfg.method == "entrannas" and cfg.implementation != "fast":
+        raise UserError("method entrannas has its own supernet; use implementation=fast")
+    if cfg.entran_tau <= 0:
+        raise UserError(f"entran_tau ({cfg.entran_tau}) must be positive")
     if cfg.skip_dropout >= 1:
         raise UserError(f"skip_dropout ({cfg.skip_dropout}) must be below 1")
     if cfg.w_lr_min > cfg.w_lr:
@@ -143,6 +152,8 @@ def method_defaults(method: str, base: SearchConfig) -> dict:
         return {"relaxation": "gumbel", "epochs": epochs, "warmup_epochs": warmup,
                 "prune_every": max(1, (epochs - warmup) // 4), "skip_dropout": 0.1, "a_lr": 6e-4, "w_lr_min": 0.0,
                 "w_weight_decay": 3e-4, "w_nesterov": False}
+    if method == "entrannas":
+        return {"relaxation": "softmax"}
     raise UserError(f"Unknown method {method!r}; available: {', '.join(_CHOICES['method'])}")
 
 

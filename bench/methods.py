@@ -218,7 +218,43 @@ class EoiNAS(Method):
         self.events = [tuple(e) for e in state["events"]]
 
 
-METHODS = {m.name: m for m in (Method, FixAlpha, NAP, EoiNAS)}
+class EnTranNAS(Method):
+    """Engine/transit cells with DST (bench.entrannas); records how often DST keeps several
+    ops on one edge, per training step and at the end of each epoch."""
+
+    name = "entrannas"
+
+    def __init__(self, cfg: SearchConfig, seed: int = 0):
+        super().__init__(cfg, seed)
+        self.steps = 0
+        self.multi_op_steps = 0
+
+    def start_epoch(self, net: Supernet, epoch: int) -> dict:
+        self.steps = self.multi_op_steps = 0
+        return {}
+
+    def after_weight_step(self, net: Supernet) -> None:
+        chosen = net.last_selection
+        self.steps += 1
+        self.multi_op_steps += int((chosen.sum(axis=1) > 1).any())
+
+    def end_epoch(self, net: Supernet, epoch: int) -> tuple[dict, bool]:
+        cell, multi = net.derived_cell()
+        with torch.no_grad():
+            weights = net.arch_weights().cpu().tolist()
+            thresholds = torch.sigmoid(net.node_beta).cpu().tolist()
+        return {"engine_weights": weights, "thresholds": thresholds, "multi_op_edges": multi,
+                "multi_op_step_fraction": self.multi_op_steps / max(self.steps, 1),
+                "derived": space.to_string(cell)}, False
+
+    def scores(self, net: Supernet) -> np.ndarray:
+        cell, _ = net.derived_cell()
+        s = np.zeros((space.NUM_EDGES, space.NUM_OPS))
+        s[np.arange(space.NUM_EDGES), cell] = 1.0
+        return s
+
+
+METHODS = {m.name: m for m in (Method, FixAlpha, NAP, EoiNAS, EnTranNAS)}
 
 
 def get(cfg: SearchConfig, seed: int = 0) -> Method:

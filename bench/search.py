@@ -41,6 +41,14 @@ class NonFiniteLoss(UserError):
 
 def build_supernet(cfg: SearchConfig, seed: int, device: torch.device) -> Supernet:
     torch.manual_seed(seed)
+    if cfg.method == "entrannas":
+        from bench.entrannas import EnTranSupernet
+
+        net = EnTranSupernet(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, affine=cfg.affine,
+                             track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
+                             engine_cells=cfg.engine_cells, dst=cfg.dst)
+        net.relaxation.temperature = cfg.entran_tau
+        return net.to(device)
     net = Supernet(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, affine=cfg.affine,
                    track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
                    implementation=cfg.implementation)
@@ -80,7 +88,8 @@ def weight_step(net: Supernet, w_opt: torch.optim.Optimizer, x: torch.Tensor, y:
 
 def alpha_step(net: Supernet, a_opt: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First-order alpha step: grad of the validation loss w.r.t. alpha only (no weight gradients)."""
+    """First-order alpha step: grad of the validation loss w.r.t. the architecture parameters
+    only (alpha, and EnTranNAS's node thresholds); no weight gradients."""
     a_opt.zero_grad(set_to_none=True)
     logits = net(x)
     loss = F.cross_entropy(logits, y)
@@ -89,7 +98,9 @@ def alpha_step(net: Supernet, a_opt: torch.optim.Optimizer, x: torch.Tensor,
         for p in net.weight_parameters():
             p.grad = None
     else:
-        (net.alpha.grad,) = torch.autograd.grad(loss, [net.alpha])
+        params = net.arch_parameters()
+        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+            p.grad = torch.zeros_like(p) if g is None else g
     a_opt.step()
     return loss.detach(), (logits.argmax(1) == y).sum()
 

@@ -124,3 +124,60 @@ def test_eoinas_prunes_one_op_per_edge_per_stage_and_resets_adam(tmp_path, tiny_
     _, resumed = _run(cfg, tmp_path, "eoi2", tiny_data)
     torch.testing.assert_close(resumed.alpha, net.alpha, rtol=0, atol=0)
     assert torch.equal(resumed.op_mask, net.op_mask)
+
+
+def test_dst_hand_computed():
+    from bench.entrannas import dst_weights
+
+    p = torch.full((6, 5), 0.2)
+    p[0] = torch.tensor([0.1, 0.4, 0.2, 0.2, 0.1])  # node 1 has one edge
+    q = dst_weights(p, torch.zeros(3))  # thresholds 0.5
+    torch.testing.assert_close(q[0], torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))
+    # node 2 (edges 1, 2): all candidate ratios are 1 -> q = 0.5 each, normalised over 8 entries
+    torch.testing.assert_close(q[1:3, 1:], torch.full((2, 4), 1 / 8))
+    assert (q[:, 0] == 0).all()
+    high = dst_weights(p, torch.tensor([0.0, 5.0, 5.0]))  # thresholds ~0.993: only the maxima survive
+    assert (high[1:3, 1:] > 0).all()  # ties at the max all survive
+
+
+def _count_convs(net):
+    calls = {"n": 0}
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    return calls
+
+
+def test_feature_sharing_and_transit_cells_skip_work():
+    from bench.entrannas import EnTranSupernet
+
+    torch.manual_seed(0)
+    net = EnTranSupernet(C=4, N=2, engine_cells="first")
+    with torch.no_grad():
+        net.alpha.fill_(-5.0)
+        net.alpha[:, 3] = 5.0  # conv3x3 dominates every edge; DST keeps only it
+    assert net.derived_cell() == ((3,) * 6, 0)
+    calls = _count_convs(net)
+    net(torch.randn(2, 3, 32, 32))
+    # stem + 2 reductions x 3 convs; 6 cells: conv3x3 computed once per source node (3), shared by its edges
+    assert calls["n"] == 1 + 6 + 6 * 3
+    with torch.no_grad():
+        net.alpha[:, 3] = -5.0
+        net.alpha[:, 1] = 5.0  # skip everywhere: transit and engine cells compute no conv
+    calls["n"] = 0
+    net(torch.randn(2, 3, 32, 32))
+    assert calls["n"] == 1 + 6
+
+
+def test_entrannas_smoke_run_records_dst_and_trains_thresholds(tmp_path, tiny_data, cifar_root):
+    cfg = _smoke("entrannas", epochs=2)
+    run, net = _run(cfg, tmp_path, "entran", tiny_data)
+    last = run.epochs()[-1]["method"]
+    assert set(last) >= {"engine_weights", "thresholds", "multi_op_edges", "multi_op_step_fraction", "derived"}
+    assert 0.0 <= last["multi_op_step_fraction"] <= 1.0
+    assert not torch.equal(net.node_beta.detach(), torch.zeros(3))  # the thresholds are learned
+    assert last["derived"] == last["cell"]  # the method's cell is the DST genotype
+    from bench import select
+
+    records = select.apply(run, ["magnitude", "darts-pt"], [2], valid_size=32, data_dir=cifar_root, progress=False)
+    assert records[0]["criterion"] == "magnitude"
