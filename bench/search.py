@@ -267,6 +267,7 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
         if reset_alpha_optimizer:  # EoiNAS re-creates Adam after pruning (state reset)
             _, a_opt = make_optimizers(net, cfg)
         record = {"epoch": epoch + 1, **stats, "seconds": round(time.perf_counter() - began, 3),
+                  "peak_memory_mb": round(device_mod.peak_memory_mb(device), 1),
                   "alpha": net.alpha.detach().cpu().tolist(), "weights": net.arch_weights().detach().cpu().tolist(),
                   "op_mask": net.op_mask.cpu().tolist(), "method": {"name": cfg.method, **started, **ended}}
         if describe_epoch is not None:
