@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import space
-from bench.supernet import CONV1, CONV3, POOL, SKIP, ConvBN, Head, Stem, Supernet, _copy_conv_bn, avg_pool_3x3, macro_blocks
+from bench.supernet import CONV1, POOL, SKIP, ConvBN, Supernet, avg_pool_3x3
 
 
 class SharedCell(nn.Module):
@@ -96,24 +96,13 @@ def dst_weights(p: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
 class EnTranSupernet(Supernet):
     """NB201 supernet with engine and transit cells, feature sharing and DST."""
 
-    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, affine: bool = False,
-                 track_running_stats: bool = True, relaxation="softmax", implementation: str = "fast",
-                 engine_cells: str = "stage-first", dst: bool = True):
-        nn.Module.__init__(self)
-        self.config = {"C": C, "N": N, "num_classes": num_classes, "affine": affine,
-                       "track_running_stats": track_running_stats}
-        self.stem = Stem(C)
-        self.cells, channels = macro_blocks(C, N, lambda c: SharedCell(c, affine, track_running_stats))
-        self.head = Head(channels, num_classes)
-        self.alpha = nn.Parameter(1e-3 * torch.randn(space.NUM_EDGES, space.NUM_OPS))
-        self.node_beta = nn.Parameter(torch.zeros(3))
-        from bench.relaxation import get_relaxation
+    cell_class = SharedCell
 
-        self.relaxation = get_relaxation(relaxation) if isinstance(relaxation, str) else relaxation
-        self.register_buffer("op_mask", torch.ones(space.NUM_EDGES, space.NUM_OPS, dtype=torch.bool))
-        self.fixed = [None] * space.NUM_EDGES
-        self.skip_dropout = 0.0
-        self.implementation = "fast"
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, affine: bool = False,
+                 track_running_stats: bool = True, relaxation="softmax", engine_cells: str = "stage-first",
+                 dst: bool = True):
+        super().__init__(C, N, num_classes, affine, track_running_stats, relaxation, implementation="fast")
+        self.node_beta = nn.Parameter(torch.zeros(3))
         self.dst = dst
         cell_positions = [k for k, b in enumerate(self.cells) if isinstance(b, SharedCell)]
         firsts = [cell_positions[s * N] for s in range(3)]
@@ -185,20 +174,7 @@ class EnTranSupernet(Supernet):
                      for e in range(space.NUM_EDGES))
         return cell, int((chosen.sum(axis=1) > 1).sum())
 
-    def discretize(self, cell, inherit: bool = True):
-        from bench.supernet import CellNetwork, ResidualReduction
-
-        cell = space.as_cell(cell)
-        cfg = self.config
-        net = CellNetwork(cell, C=cfg["C"], N=cfg["N"], num_classes=cfg["num_classes"]).to(self.alpha.device)
-        if inherit:
-            net.stem.load_state_dict(self.stem.state_dict())
-            net.head.load_state_dict(self.head.state_dict())
-            for block, source in zip(net.cells, self.cells):
-                if isinstance(source, ResidualReduction):
-                    block.load_state_dict(source.state_dict())
-                    continue
-                for e, op in enumerate(cell):
-                    if op in (CONV1, CONV3):
-                        _copy_conv_bn(source.conv(space.EDGES[e][1], op), block.ops[e])
-        return net
+    @staticmethod
+    def conv_of(cell: nn.Module, edge: int, op: int) -> ConvBN:
+        """Feature sharing: the conv of ``op`` lives on the edge's source node."""
+        return cell.conv(space.EDGES[edge][1], op)

@@ -27,7 +27,7 @@ from bench.evaluate import evaluate
 from bench.experiment import cell_accuracies
 from bench.opscores import to_jsonable
 from bench.runstore import Run
-from bench.search import checkpoint_epochs, load_supernet
+from bench.search import load_supernet
 
 SUPERNET = "_supernet"
 

@@ -170,6 +170,8 @@ class Supernet(nn.Module):
     the reference-faithful baseline kept for timing and as a test oracle).
     """
 
+    cell_class: type[nn.Module] = SearchCell
+
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, affine: bool = False,
                  track_running_stats: bool = True, relaxation: str | Relaxation = "softmax",
                  implementation: str = "fast"):
@@ -177,7 +179,7 @@ class Supernet(nn.Module):
         self.config = {"C": C, "N": N, "num_classes": num_classes, "affine": affine,
                        "track_running_stats": track_running_stats}
         self.stem = Stem(C)
-        self.cells, channels = macro_blocks(C, N, lambda c: SearchCell(c, affine, track_running_stats))
+        self.cells, channels = macro_blocks(C, N, lambda c: self.cell_class(c, affine, track_running_stats))
         self.head = Head(channels, num_classes)
         self.alpha = nn.Parameter(1e-3 * torch.randn(space.NUM_EDGES, space.NUM_OPS))
         self.relaxation = get_relaxation(relaxation) if isinstance(relaxation, str) else relaxation
@@ -276,8 +278,13 @@ class Supernet(nn.Module):
                     continue
                 for e, op in enumerate(cell):
                     if op in (CONV1, CONV3):
-                        _copy_conv_bn(source.edges[e].conv(op), block.ops[e])
+                        _copy_conv_bn(self.conv_of(source, e, op), block.ops[e])
         return net
+
+    @staticmethod
+    def conv_of(cell: nn.Module, edge: int, op: int) -> ConvBN:
+        """The conv module that op ``op`` uses on ``edge`` of a search cell."""
+        return cell.edges[edge].conv(op)
 
 
 def _copy_conv_bn(source: ConvBN, target: ConvBN) -> None:

@@ -158,7 +158,6 @@ def test_select_command_on_a_smoke_run(cifar_root, capsys, isolated_results):
 @pytest.mark.parametrize("freeze", [False, True])
 def test_darts_pt_projection_decides_every_edge_once(cifar_root, freeze):
     from bench import experiment, select
-    from bench.runstore import Run
     from bench.search import load_supernet
 
     cfg = config.resolve("smoke").replace(epochs=1, freeze_alpha=freeze)

@@ -181,3 +181,20 @@ def test_entrannas_smoke_run_records_dst_and_trains_thresholds(tmp_path, tiny_da
 
     records = select.apply(run, ["magnitude", "darts-pt"], [2], valid_size=32, data_dir=cifar_root, progress=False)
     assert records[0]["criterion"] == "magnitude"
+
+
+def test_entrannas_discretize_inherits_the_shared_convs():
+    from bench.entrannas import EnTranSupernet
+    from bench.supernet import CellNetwork, count_parameters
+
+    torch.manual_seed(1)
+    net = EnTranSupernet(C=4, N=1).double().train()
+    cell = (3, 2, 1, 4, 0, 3)
+    for e, op in enumerate(cell):
+        net.fix_edge(e, op)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net(x)
+        stand_alone = net.discretize(cell).double().train()
+        torch.testing.assert_close(stand_alone(x), expected, rtol=1e-9, atol=1e-10)
+    assert count_parameters(stand_alone) == count_parameters(CellNetwork(cell, C=4, N=1))

@@ -1,5 +1,4 @@
 """DARTS search on real CIFAR-10 slices: determinism, resume, both orders, the V2 hypergradient."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -2,7 +2,6 @@ import time
 
 import numpy as np
 import pytest
-from scipy import stats as sp
 
 from bench import space, stats
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import space
 from bench.supernet import CellNetwork, Supernet, avg_pool_3x3, count_parameters
 
 
