@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--device")
     select.add_argument("--quiet", action="store_true")
     _add_benchmark_option(select)
+
+    sweep = sub.add_parser("sweep", help="run a grid of searches (and selections) from a TOML spec")
+    sweep.add_argument("spec", help="TOML spec, e.g. examples/smoke.toml")
+    sweep.add_argument("--jobs", type=int, default=1, help="jobs in parallel on this machine (loky)")
+    sweep.add_argument("--backend", default="loky", help="loky (this machine) or dask (a dask.distributed cluster)")
+    sweep.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.1:8786")
+    sweep.add_argument("--threads", type=int, help="torch threads per job (default: cores / --jobs)")
+    sweep.add_argument("--retry-failed", action="store_true", help="re-run only the jobs that failed")
+    sweep.add_argument("--data-dir")
+    sweep.add_argument("--quiet", action="store_true")
+
+    status = sub.add_parser("status", help="state of every job of a sweep spec or experiment folder")
+    status.add_argument("target", help="TOML spec or results/<experiment>")
 
     show_run = sub.add_parser("show", help="per-epoch table of a run: derived cell and its accuracies")
     show_run.add_argument("run", help="run folder results/<experiment>/<run-id>")
@@ -201,6 +215,33 @@ def cmd_select(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from bench import sweep
+
+    started = time.perf_counter()
+    results = sweep.run_sweep(args.spec, args.jobs, args.backend, args.scheduler, args.retry_failed, args.data_dir,
+                              progress=not args.quiet, threads=args.threads)
+    print(f"ran {len(results)} job(s) in {time.perf_counter() - started:.1f} s")
+    _print_status(sweep.status_rows(args.spec))
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
+def _print_status(rows: list[dict]) -> None:
+    from collections import Counter
+
+    counts = Counter(r["state"] for r in rows)
+    print(", ".join(f"{k}: {counts.get(k, 0)}" for k in ("done", "running", "failed", "incomplete", "pending")))
+    for r in rows:
+        print(f"  {r['state']:10} {r['epochs']:>7} {r['elapsed_s']:9.1f} s  {r['run']}")
+
+
+def cmd_status(args) -> int:
+    from bench import sweep
+
+    _print_status(sweep.status_rows(args.target))
+    return 0
+
+
 def cmd_show(args) -> int:
     print_run(args.run)
     return 0
@@ -253,7 +294,8 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "select": cmd_select, "show": cmd_show,
+COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "select": cmd_select, "sweep": cmd_sweep,
+            "status": cmd_status, "show": cmd_show,
             "perf": cmd_perf, "demo": cmd_demo}
 
 

@@ -1,0 +1,131 @@
+"""Sweeps: parallel equals sequential, idempotence, a killed job resumes, failures, Dask."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import sweep
+from bench.cli import main
+
+SPEC = """
+experiment = "sw"
+profile = "smoke"
+methods = ["darts", "nap"]
+seeds = [0, 1]
+results = "{results}"
+[overrides]
+epochs = 2
+weight_size = 128
+alpha_size = 128
+[select]
+criteria = ["magnitude"]
+epochs = "last"
+valid_size = 64
+"""
+
+
+def _spec(tmp_path, name, results, text=SPEC):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.format(results=results))
+    return path
+
+
+def _outcome(jobs):
+    out = {}
+    for job in jobs:
+        records = [json.loads(line) for line in (job.run_path / "epochs.jsonl").read_text().splitlines()]
+        selections = (job.run_path / "selections.jsonl").read_text().splitlines()
+        out[job.run_path.name] = ([r["alpha"] for r in records], [r["cell"] for r in records],
+                                  [json.loads(s)["cell"] for s in selections])
+    return out
+
+
+def test_parallel_sweep_equals_sequential_and_is_idempotent(tmp_path, cifar_root):
+    seq = _spec(tmp_path, "seq", tmp_path / "seq")
+    par = _spec(tmp_path, "par", tmp_path / "par")
+    # one thread per job in both: bitwise equality on CPU needs equal thread counts
+    assert len(sweep.run_sweep(seq, 1, data_dir=str(cifar_root), progress=False, threads=1)) == 4
+    results = sweep.run_sweep(par, 2, data_dir=str(cifar_root), progress=False, threads=1)
+    assert sorted(r["status"] for r in results) == ["done"] * 4
+    jobs_seq, jobs_par = sweep.expand(sweep.load_spec(seq)), sweep.expand(sweep.load_spec(par))
+    assert [j.run_path.name for j in jobs_seq] == [j.run_path.name for j in jobs_par]  # deterministic run ids
+    assert _outcome(jobs_seq) == _outcome(jobs_par)
+    assert sweep.run_sweep(par, 2, data_dir=str(cifar_root), progress=False) == []  # nothing left to do
+    assert {r["state"] for r in sweep.status_rows(par)} == {"done"}
+
+
+def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
+    spec = _spec(tmp_path, "kill", tmp_path / "res", SPEC.replace("epochs = 2", "epochs = 3"))
+    jobs = sweep.expand(sweep.load_spec(spec))
+    victim = jobs[0]
+    code = ("import sys; from bench import sweep; j = sweep.expand(sweep.load_spec(sys.argv[1]))[0]; "
+            "sweep.run_job(j, 1, sys.argv[2])")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(spec), str(cifar_root)], start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (victim.run_path / "checkpoints" / "epoch-0001.pt").exists():
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert sweep.state(victim.run_path) in ("incomplete", "pending")
+    assert not sweep.is_locked(victim.run_path)  # the dead holder's lock is released
+    for job in jobs[1:]:
+        assert sweep.run_job(job, 1, str(cifar_root))["status"] == "done"
+    results = sweep.run_sweep(spec, 1, data_dir=str(cifar_root), progress=False, threads=1)
+    assert [r["run"] for r in results] == [str(victim.run_path)]
+    fresh = _spec(tmp_path, "fresh", tmp_path / "fresh", SPEC.replace("epochs = 2", "epochs = 3"))
+    sweep.run_sweep(fresh, 1, data_dir=str(cifar_root), progress=False, threads=1)
+    resumed = _outcome([victim])[victim.run_path.name]
+    twin = sweep.expand(sweep.load_spec(fresh))[0]
+    assert resumed == _outcome([twin])[twin.run_path.name]
+
+
+def test_failures_are_recorded_and_retried(tmp_path, cifar_root, capsys):
+    spec = _spec(tmp_path, "fail", tmp_path / "res")
+    jobs = sweep.expand(sweep.load_spec(spec))
+    results = sweep.run_sweep(spec, 1, data_dir=str(tmp_path / "no-cifar"), progress=False)
+    assert {r["status"] for r in results} == {"failed"}
+    assert "CIFAR-10 not found" in (jobs[0].run_path / "failed").read_text()
+    assert sweep.run_sweep(spec, 1, data_dir=str(cifar_root), progress=False) == []  # failed jobs wait
+    retried = sweep.run_sweep(spec, 1, retry_failed=True, data_dir=str(cifar_root), progress=False)
+    assert sorted(r["status"] for r in retried) == ["done"] * 4
+    assert main(["status", str(spec)]) == 0
+    assert "done: 4" in capsys.readouterr().out
+
+
+def test_second_holder_of_a_lock_is_refused(tmp_path):
+    with sweep.run_lock(tmp_path / "run") as first:
+        assert first and sweep.is_locked(tmp_path / "run")
+        code = "import sys; from pathlib import Path; from bench import sweep; print(sweep.is_locked(Path(sys.argv[1])))"
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True)
+        assert out.stdout.strip() == "True"
+    assert not sweep.is_locked(tmp_path / "run")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("experiment = 1", "needs experiment"), ("experiment = 'x'\ncolour = 1", "unknown key"),
+    ("experiment = 'x'\nseeds = 'a'", "must be a list"), ("experiment = 'x'\n[select]\nfoo = 1", "[select] has unknown"),
+    ("experiment = 'x'\nmethods = ['magic']", "Unknown method"), ("not toml [", "not valid TOML"),
+])
+def test_bad_specs(tmp_path, text, fragment, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["sweep", str(path)]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_dask_local_cluster(tmp_path, cifar_root):
+    from distributed import LocalCluster
+
+    spec = _spec(tmp_path, "dask", tmp_path / "dask", SPEC.replace('methods = ["darts", "nap"]', 'methods = ["darts"]'))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        results = sweep.run_sweep(spec, backend="dask", scheduler=cluster.scheduler_address,
+                                  data_dir=str(cifar_root), progress=False, threads=1)
+    assert sorted(r["status"] for r in results) == ["done", "done"]
+    local = _spec(tmp_path, "local", tmp_path / "local", SPEC.replace('methods = ["darts", "nap"]', 'methods = ["darts"]'))
+    sweep.run_sweep(local, 1, data_dir=str(cifar_root), progress=False, threads=1)
+    assert _outcome(sweep.expand(sweep.load_spec(spec))) == _outcome(sweep.expand(sweep.load_spec(local)))
