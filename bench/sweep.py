@@ -149,7 +149,7 @@ def state(path: Path) -> str:
     return "pending"
 
 
-def run_job(job: Job, threads: int | None = None, data_dir: str | None = None) -> dict:
+def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, device: str | None = None) -> dict:
     """Run one job (search, then selection) in this process; never raises for a job's own failure."""
     import torch
 
@@ -164,21 +164,32 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None) -
         if not mine:
             return {"run": str(run.path), "status": "running elsewhere", "seconds": 0.0}
         try:
-            experiment.search(job.profile, job.config, job.seed, job.experiment, data_dir=data_dir, progress=False,
-                              run=run)
+            experiment.search(job.profile, job.config, job.seed, job.experiment, data_dir=data_dir, device=device,
+                              progress=False, run=run)
             if job.select:
                 sel = job.select
                 names = select.parse_criteria(",".join(sel.get("criteria", ["magnitude"])))
                 epochs = select.parse_epochs(str(sel.get("epochs", "last")), checkpoint_epochs(run))
                 options = select.parse_options([f"{k}={v}" for k, v in sel.get("options", {}).items()])
                 select.apply(run, names, epochs, options, sel.get("valid_size", 2000) or None,
-                             supernet_tau=sel.get("supernet_tau", 0), data_dir=data_dir, progress=False)
+                             supernet_tau=sel.get("supernet_tau", 0), data_dir=data_dir, device=device,
+                             progress=False)
             status = "done"
         except Exception as err:  # recorded in RUN/failed by experiment.search or here
             if not (run.path / "failed").exists():
                 run.mark_failed(err)
             status = "failed"
-    return {"run": str(run.path), "status": status, "seconds": round(time.perf_counter() - began, 2)}
+    return {"run": str(run.path), "status": status, "seconds": round(time.perf_counter() - began, 2), "device": device}
+
+
+def job_devices(count: int) -> list[str | None]:
+    """One device per job when several GPUs are visible (job i on GPU i mod n), else the default."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus <= 1:
+        return [None] * count
+    return [f"cuda:{i % gpus}" for i in range(count)]
 
 
 def plan(jobs: list[Job], retry_failed: bool = False) -> list[Job]:
@@ -217,7 +228,8 @@ def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "
     results: list[dict] = []
     if not todo:
         return results
-    tasks = (joblib.delayed(run_job)(job, threads, data_dir) for job in todo)
+    devices = job_devices(len(todo))
+    tasks = (joblib.delayed(run_job)(job, threads, data_dir, dev) for job, dev in zip(todo, devices))
     bar = tqdm(total=len(todo), desc="sweep", unit="job", disable=not progress)
     if backend == "dask":
         from distributed import Client
@@ -229,8 +241,8 @@ def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "
                 results.append(out)
                 bar.update()
     elif jobs_in_parallel == 1:
-        for job in todo:
-            results.append(run_job(job, threads, data_dir))
+        for job, dev in zip(todo, devices):
+            results.append(run_job(job, threads, data_dir, dev))
             bar.update()
     else:
         for out in joblib.Parallel(n_jobs=jobs_in_parallel, backend="loky", return_as="generator_unordered")(tasks):

@@ -129,3 +129,13 @@ def test_dask_local_cluster(tmp_path, cifar_root):
     local = _spec(tmp_path, "local", tmp_path / "local", SPEC.replace('methods = ["darts", "nap"]', 'methods = ["darts"]'))
     sweep.run_sweep(local, 1, data_dir=str(cifar_root), progress=False, threads=1)
     assert _outcome(sweep.expand(sweep.load_spec(spec))) == _outcome(sweep.expand(sweep.load_spec(local)))
+
+
+def test_gpu_jobs_take_one_device_each(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert sweep.job_devices(4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert sweep.job_devices(2) == [None, None]
