@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     show_run = sub.add_parser("show", help="per-epoch table of a run: derived cell and its accuracies")
     show_run.add_argument("run", help="run folder results/<experiment>/<run-id>")
 
+    report = sub.add_parser("report", help="comparison table, Kendall-tau report and degeneration curves of an "
+                            "experiment")
+    report.add_argument("what", choices=["table", "tau", "curves", "all"],
+                        help="table (Markdown/LaTeX/CSV), tau (tables + figure), curves (figures) or all (+ index.md)")
+    report.add_argument("experiment", help="experiment name (results/<EXP>) or its folder")
+    report.add_argument("--out", metavar="DIR", help="where to write (default: results/<EXP>/report)")
+    report.add_argument("--random-n", default="10,100,1000", metavar="N,N,...",
+                        help="random-search reference rows: expected best of N cells (default 10,100,1000)")
+    _add_benchmark_option(report)
+
     perf = sub.add_parser("perf", help="benchmark the supernet steps against the naive reference")
     perf.add_argument("--repeats", type=int, default=10, help="timed steps per measurement (default 10)")
     perf.add_argument("--sizes", default="paper,cpu", help="profiles whose sizes to time (default paper,cpu)")
@@ -247,6 +257,23 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from bench.report import build
+
+    try:
+        ns = tuple(int(n) for n in args.random_n.split(",") if n.strip())
+    except ValueError:
+        raise UserError(f"--random-n must be comma-separated integers, e.g. 10,100,1000; got {args.random_n!r}") from None
+    if any(n < 1 or n > 15625 for n in ns):
+        raise UserError(f"--random-n values must be between 1 and 15625, got {args.random_n!r}")
+    files = build.run(args.what, args.experiment, args.benchmark, args.out, ns)
+    if args.what == "table":
+        print(files["table.md"].read_text())
+    for name, path in files.items():
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_perf(args) -> int:
     from bench import config, perf
 
@@ -295,7 +322,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "select": cmd_select, "sweep": cmd_sweep,
-            "status": cmd_status, "show": cmd_show,
+            "status": cmd_status, "show": cmd_show, "report": cmd_report,
             "perf": cmd_perf, "demo": cmd_demo}
 
 

@@ -156,6 +156,9 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
     from bench import experiment, select
     from bench.search import checkpoint_epochs
 
+    from bench.device import keep_freed_host_memory
+
+    keep_freed_host_memory()
     if threads:
         torch.set_num_threads(threads)
     began = time.perf_counter()

@@ -1,0 +1,105 @@
+"""``python -m bench report table|tau|curves|all EXP``: write the report files.
+
+Everything goes to ``results/<EXP>/report/`` (or ``--out``); ``all`` adds ``index.md``,
+which embeds the tables and figures so that one file shows the whole experiment.  Files
+are written atomically; re-running overwrites them from the run folders.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.atomic import write_atomic
+from bench.report import aggregate, curves, table, tau
+from bench.report.style import save
+
+
+def _out_dir(exp: aggregate.Experiment, out: str | Path | None) -> Path:
+    path = Path(out) if out else exp.path / "report"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write(path: Path, text: str) -> Path:
+    write_atomic(path, text.encode())
+    return path
+
+
+def write_table(exp, truth, out: Path, random_ns=(10, 100, 1000)) -> dict[str, Path]:
+    frame = table.comparison(exp, truth, random_ns)
+    prov = table.provenance(exp, truth)
+    return {"table.md": _write(out / "table.md", table.to_markdown(frame, prov)),
+            "table.tex": _write(out / "table.tex", table.to_latex(frame, prov)),
+            "table.csv": _write(out / "table.csv", table.to_csv(frame, prov))}
+
+
+def write_tau(exp, truth, out: Path) -> dict[str, Path]:
+    summary = tau.summary(exp)
+    by_seed = tau.paired(exp, over="seeds")
+    by_epoch = tau.paired(exp, over="epochs")
+    files = {"tau.csv": _write(out / "tau.csv", summary.to_csv(index=False, float_format="%.5f")),
+             "tau.md": _write(out / "tau.md", "# Kendall-tau report (final epoch)\n\n" + tau.summary_markdown(summary)),
+             "paired.csv": _write(out / "paired.csv", _concat(by_seed, by_epoch).to_csv(index=False,
+                                                                                         float_format="%.5f")),
+             "paired.md": _write(out / "paired.md", "# Paired comparisons of criteria\n\n## Final-epoch supernets "
+                                 "(pairs = seeds)\n\n" + tau.paired_markdown(by_seed) + "\n## Every saved epoch "
+                                 "(pairs = runs x epochs; not independent)\n\n" + tau.paired_markdown(by_epoch))}
+    for path in save(tau.figure(exp), out / "tau-vs-epoch"):
+        files[path.name] = path
+    return files
+
+
+def _concat(*frames):
+    import pandas as pd
+
+    return pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(not f.empty for f in frames) \
+        else frames[0]
+
+
+def write_curves(exp, truth, out: Path) -> dict[str, Path]:
+    files = {}
+    for path in save(curves.accuracy_figure(exp, truth), out / "accuracy-vs-epoch"):
+        files[path.name] = path
+    for path in save(curves.diagnostics_figure(exp), out / "diagnostics-vs-epoch"):
+        files[path.name] = path
+    methods = sorted(aggregate.complete(exp.epochs)["method"].unique()) if not exp.epochs.empty else []
+    for method in methods:
+        for path in save(curves.weights_figure(exp, method), out / f"weights-{method}"):
+            files[path.name] = path
+    return files
+
+
+def write_all(exp, truth, out: Path) -> dict[str, Path]:
+    files = {**write_table(exp, truth, out), **write_tau(exp, truth, out), **write_curves(exp, truth, out)}
+    summary = tau.summary(exp)
+    headline = summary[(summary["metric"] == "cifar10_test") & summary["protocol"].isin(
+        ["1-arch", "2-op-marginal", "3-op-conditional", "4-supernet"]) & summary["subset"].isin(
+        ["all", "mean", "optimum", "sample"])] if not summary.empty else summary
+    weights = [name for name in files if name.startswith("weights-") and name.endswith(".png")]
+    lines = [f"# Report: {exp.name}", "",
+             f"{len([r for r in exp.runs if r.state == 'done'])} finished run(s) of {len(exp.runs)} in `{exp.path}`.",
+             "", "## Comparison table (final epoch)", "", (out / "table.md").read_text(), "",
+             "Also as [LaTeX](table.tex) and [CSV](table.csv).", "",
+             "## Degeneration curves", "", "![accuracy vs epoch](accuracy-vs-epoch.png)", "",
+             "![diagnostics vs epoch](diagnostics-vs-epoch.png)", ""]
+    lines += [f"![{name}]({name})\n" for name in sorted(weights)]
+    lines += ["## Kendall tau (CIFAR-10 test, headline subsets; all in [tau.md](tau.md))", "",
+              tau.summary_markdown(headline), "", "![tau vs epoch](tau-vs-epoch.png)", "",
+              "Paired comparisons between criteria: [paired.md](paired.md).", ""]
+    files["index.md"] = _write(out / "index.md", "\n".join(lines))
+    return files
+
+
+def run(what: str, experiment: str, benchmark: str | None = None, out: str | None = None,
+        random_ns=(10, 100, 1000)) -> dict[str, Path]:
+    from bench import benchmark as benchmark_mod
+    from bench.errors import UserError
+
+    writers = {"table": write_table, "tau": write_tau, "curves": write_curves, "all": write_all}
+    if what not in writers:
+        raise UserError(f"report {what!r} is not one of {', '.join(writers)}")
+    truth = benchmark_mod.load_cached(benchmark)
+    exp = aggregate.load(experiment, truth)
+    target = _out_dir(exp, out)
+    if what == "table":
+        return write_table(exp, truth, target, random_ns)
+    return writers[what](exp, truth, target)

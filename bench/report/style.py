@@ -1,0 +1,101 @@
+"""Plot conventions shared by the report figures: readable in greyscale (every line has its
+own dash pattern and marker besides its colour), legends outside the data, units on axes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt  # headless: matplotlib falls back to Agg by itself
+import numpy as np
+import pandas as pd
+
+COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#882255"]  # Okabe-Ito + wine
+DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2))]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+CRITERIA_ORDER = ("search", "magnitude", "darts-pt", "darts-pt-proj", "ostr", "eoinas", "random", "_supernet")
+
+
+def _line_keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    rank = {name: i for i, name in enumerate(CRITERIA_ORDER)}
+    return sorted(frame.groupby(["method", "criterion"]).groups,
+                  key=lambda k: (k[0], rank.get(k[1], len(rank)), k[1])) if not frame.empty else []
+
+
+def ordered_lines(frame: pd.DataFrame, universe: pd.DataFrame | None = None):
+    """Yield (style index, (method, criterion), rows) in one order for every figure: by method,
+    then the search's own cell, the criteria in ``CRITERIA_ORDER``, then any others.  The
+    style index is the line's position in ``universe`` (default ``frame``), so that a line
+    keeps its look on panels that show only some of the lines."""
+    position = {key: i for i, key in enumerate(_line_keys(frame if universe is None else universe))}
+    for key in _line_keys(frame):
+        yield position.get(key, len(position)), key, frame[(frame["method"] == key[0]) & (frame["criterion"] == key[1])]
+
+
+def share_x(axes, frame: pd.DataFrame) -> None:
+    """The same epoch range on every panel."""
+    if frame.empty:
+        return
+    from matplotlib.ticker import MaxNLocator
+
+    low, high = float(frame["epoch"].min()), float(frame["epoch"].max())
+    pad = max(0.5, 0.03 * (high - low))
+    for ax in axes:
+        ax.set_xlim(low - pad, high + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def line_style(i: int) -> dict:
+    return {"color": COLORS[i % len(COLORS)], "linestyle": DASHES[i % len(DASHES)],
+            "marker": MARKERS[(i // len(COLORS) + i) % len(MARKERS)], "markersize": 3.5, "linewidth": 1.4}
+
+
+def subplots(panels: int, width_per_panel: float = 4.2, height: float = 3.4, columns: int | None = None):
+    columns = columns or panels
+    rows = int(np.ceil(panels / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(width_per_panel * columns, height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
+
+
+def mean_band(ax, frame: pd.DataFrame, column: str, i: int, label: str) -> None:
+    """Mean over seeds per epoch as a line, the seeds' min-max as a shaded band."""
+    grouped = frame.groupby("epoch")[column]
+    mean, low, high = grouped.mean(), grouped.min(), grouped.max()
+    style = line_style(i)
+    ax.plot(mean.index, mean.to_numpy(), label=label, **style)
+    if (high - low).abs().max() > 0:
+        ax.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=style["color"], alpha=0.15, linewidth=0)
+
+
+def legend_below(fig, axes, columns: int = 3) -> None:
+    """One legend for the figure, under the panels, so that it never covers data."""
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if not labels:
+        fig.tight_layout()
+        return
+    rows = int(np.ceil(len(labels) / columns))
+    legend_inches = 0.2 * rows + 0.15
+    fig.tight_layout(rect=(0, min(0.5, legend_inches / fig.get_figheight()), 1, 1))
+    fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=columns, fontsize=8,
+               frameon=False)
+
+
+def save(fig, path_stem: Path) -> list[Path]:
+    """Write ``<stem>.png`` (150 dpi) and ``<stem>.pdf``; returns both paths."""
+    from bench.atomic import write_atomic
+
+    out = []
+    for suffix, kwargs in ((".png", {"dpi": 150}), (".pdf", {})):
+        path = path_stem.with_suffix(suffix)
+        write_atomic(path, lambda handle, kw=kwargs, fmt=suffix[1:]: fig.savefig(handle, format=fmt, **kw))
+        out.append(path)
+    plt.close(fig)
+    return out
