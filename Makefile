@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SHARED ?= ../shared/data
 
-.PHONY: venv data test test-slow demo perf clean
+.PHONY: venv data test test-slow soak demo perf clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: venv data
 
 test-slow: venv data
 	$(PY) -m pytest -q -m slow tests
+
+soak: venv data
+	$(PY) scripts/soak.py --minutes $${SOAK_MINUTES:-20}
 
 demo: venv data
 	$(PY) -m bench demo

@@ -86,10 +86,15 @@ def append_jsonl(path: str | Path, record: dict) -> None:
     if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
         rewrite_jsonl(path, read_jsonl(path))
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    with open(path, "ab") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        raise UserError(f"Could not append to {path}: {err.strerror or err}. Free disk space or fix permissions, "
+                        f"then rerun; complete records already there are kept (a partial last line is "
+                        f"dropped on the next write).") from err
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

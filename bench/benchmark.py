@@ -432,6 +432,8 @@ def convert(source: str | Path, target: str | Path) -> GroundTruth:
     If ``target`` already holds a conversion of the same source (same SHA-256), the source
     is not read again."""
     target = Path(target)
+    if target.suffix not in (".parquet", ".csv"):
+        raise UserError(f"Cannot write {target}: the compact table must end in .parquet or .csv")
     if target.exists() and Path(source).exists():
         try:
             existing = load_table(target)

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config field (repeatable), e.g. --set epochs=10")
     search.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    search.add_argument("--restart-from", metavar="RUN", help="start this (new) run from another run's last good "
+                        "checkpoint, e.g. with a lower --set w_lr after a NaN")
     search.add_argument("--data-dir", help="folder with cifar-10-batches-py/ or cifar-10-python.tar.gz (default: data/)")
     search.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     search.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -141,6 +143,8 @@ def cmd_tau(args) -> int:
     from bench import benchmark, opscores, space, stats
     from bench.atomic import write_atomic
 
+    if args.bootstrap < 0:
+        raise UserError(f"--bootstrap must be >= 0 (0 = no interval), got {args.bootstrap}")
     scores = opscores.read_scores(args.scores)
     truth = benchmark.load_cached(args.benchmark)
     names = args.metrics.split(",") if args.metrics else [m for m in benchmark.HEADLINE_METRICS if m in truth.metrics]
@@ -168,17 +172,21 @@ def cmd_tau(args) -> int:
 
 def cmd_search(args) -> int:
     from bench import config, experiment
-    from bench.runstore import Run
+    from bench.runstore import Run, is_locked
 
     cfg = config.resolve(args.profile, args.overrides, args.method)
     run = Run.for_config(args.experiment, cfg, args.seed, args.profile)
     if run.is_done:
         print(f"{run.path} is complete; nothing to do")
-    elif run.epochs() and not args.resume:
+    elif is_locked(run.path):
+        raise UserError(f"{run.path} is being written by another process (see {run.path / '.lock'}); wait for it "
+                        f"to finish, or stop it, then rerun with --resume")
+    elif run.epochs() and not args.resume and not args.restart_from:
         raise UserError(f"{run.path} holds an interrupted run ({len(run.epochs())} epochs); pass --resume to continue it")
     else:
         experiment.search(args.profile, cfg, args.seed, args.experiment, args.data_dir, args.benchmark, args.device,
-                          resume=args.resume, progress=not args.quiet, run=run)
+                          resume=args.resume or bool(args.restart_from), progress=not args.quiet, run=run,
+                          restart_from=args.restart_from)
     print_run(run)
     return 0
 
@@ -240,7 +248,8 @@ def _print_status(rows: list[dict]) -> None:
     from collections import Counter
 
     counts = Counter(r["state"] for r in rows)
-    print(", ".join(f"{k}: {counts.get(k, 0)}" for k in ("done", "running", "failed", "incomplete", "pending")))
+    print(", ".join(f"{k}: {counts.get(k, 0)}" for k in ("done", "running", "failed", "incomplete", "selecting",
+                                                          "pending")))
     for r in rows:
         print(f"  {r['state']:10} {r['epochs']:>7} {r['elapsed_s']:9.1f} s  {r['run']}")
 

@@ -10,6 +10,7 @@ from passes over the alpha half, without replacement within a pass.
 """
 from __future__ import annotations
 
+import hashlib
 import pickle
 import tarfile
 from dataclasses import dataclass
@@ -173,11 +174,15 @@ class SearchData:
     test: DeviceDataset | None
     weight_indices: np.ndarray
     alpha_indices: np.ndarray
+    train_sha256: str = ""
+    """SHA-256 of the decoded 50k training images and labels (the same for tarball and folder)."""
 
 
 def load_search_data(root: str | Path, device: torch.device, weight_size: int = 25000, alpha_size: int = 25000,
                      split_seed: int = 0, with_test: bool = False, test_size: int | None = None) -> SearchData:
     images, labels = read_cifar10(root, "train")
+    digest = hashlib.sha256(images.tobytes())
+    digest.update(labels.tobytes())
     w_idx, a_idx = split_indices(len(images), weight_size, alpha_size, split_seed)
     test = None
     if with_test:
@@ -186,4 +191,4 @@ def load_search_data(root: str | Path, device: torch.device, weight_size: int = 
             t_images, t_labels = t_images[:test_size], t_labels[:test_size]
         test = to_device(t_images, t_labels, device)
     return SearchData(to_device(images[w_idx], labels[w_idx], device), to_device(images[a_idx], labels[a_idx], device),
-                      test, w_idx, a_idx)
+                      test, w_idx, a_idx, digest.hexdigest())

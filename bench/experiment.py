@@ -16,8 +16,9 @@ from bench import data as data_mod
 from bench import device as device_mod
 from bench import space, stats
 from bench.config import SearchConfig
+from bench.errors import UserError
 from bench.paths import default_data_dir
-from bench.runstore import Run, environment
+from bench.runstore import Run, run_lock, environment
 from bench.search import run_search
 from bench.supernet import Supernet
 
@@ -49,18 +50,61 @@ def magnitude_description(truth: benchmark_mod.GroundTruth | None) -> Callable[[
 
 def search(profile: str, cfg: SearchConfig, seed: int, experiment: str = "default", data_dir: str | Path | None = None,
            benchmark: str | Path | None = None, device: str | None = None, resume: bool = True,
-           progress: bool = True, hooks=None, run: Run | None = None) -> Run:
-    """Run (or resume, or skip if complete) one search; returns its run folder."""
+           progress: bool = True, hooks=None, run: Run | None = None, lock: bool = True,
+           restart_from: str | Path | None = None) -> Run:
+    """Run (or resume, or skip if complete) one search; returns its run folder.
+
+    Holds the run folder's lock (``bench.runstore.run_lock``) unless ``lock=False`` (the
+    caller holds it); a second process on the same run is refused, never interleaved.
+    ``restart_from``: another run folder whose last good checkpoint (and the epoch records up
+    to it) seed this new run, e.g. to go on with a lower learning rate after a NaN."""
     run = run or Run.for_config(experiment, cfg, seed, profile)
     if run.is_done:
         return run
+    args = (profile, cfg, seed, experiment, data_dir, benchmark, device, resume, progress, hooks, run, restart_from)
+    if not lock:
+        return _search(*args)
+    with run_lock(run.path) as mine:
+        if not mine:
+            raise UserError(f"{run.path} is being written by another process (see {run.path / '.lock'}); wait for it "
+                            f"to finish, or stop it, then rerun with --resume")
+        return _search(*args)
+
+
+def seed_from_checkpoint(run: Run, source: Run) -> None:
+    """Copy ``source``'s last good checkpoint and its epoch records into the new ``run``."""
+    import shutil
+
+    from bench.atomic import write_atomic
+
+    last = source.last_good_checkpoint()
+    if last is None:
+        raise UserError(f"{source.path} has no intact checkpoint to restart from")
+    epoch, path = last
+    run.path.mkdir(parents=True, exist_ok=True)
+    target = run.checkpoint_file(epoch)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, lambda handle: shutil.copyfileobj(open(path, "rb"), handle))
+    for record in source.epochs():
+        if record["epoch"] <= epoch:
+            run.log_epoch({**record, "restarted_from": str(source.path)})
+
+
+def _search(profile, cfg, seed, experiment, data_dir, benchmark, device, resume, progress, hooks, run,
+            restart_from=None) -> Run:
+    if restart_from is not None and not run.epochs():
+        seed_from_checkpoint(run, Run.open(restart_from))
+        resume = True
     dev = device_mod.choose(device)
     truth = benchmark_mod.load_cached(benchmark)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     data = data_mod.load_search_data(root, dev, cfg.weight_size, cfg.alpha_size, split_seed=seed)
-    run.start({"config": cfg.to_dict(), "seed": seed, "profile": profile, "experiment": experiment,
+    run.check_inputs(truth.sha256, data.train_sha256)
+    started_from = {r.get("restarted_from") for r in run.epochs()} - {None}
+    run.start({**({"restarted_from": sorted(started_from)[0]} if started_from else {}),"config": cfg.to_dict(), "seed": seed, "profile": profile, "experiment": experiment,
                "device": str(dev), "benchmark": {"source": truth.source, "sha256": truth.sha256},
-               "data": {"root": str(root), "weight_size": cfg.weight_size, "alpha_size": cfg.alpha_size},
+               "data": {"root": str(root), "weight_size": cfg.weight_size, "alpha_size": cfg.alpha_size,
+                        "train_sha256": data.train_sha256},
                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment()})
     try:
         net = run_search(cfg, seed, run, data, dev, describe_epoch=magnitude_description(truth), hooks=hooks,

@@ -14,13 +14,16 @@ The run id is derived from the config and seed, so the same request maps to the 
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import subprocess
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -103,6 +106,21 @@ class Run:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_file, meta)
 
+    def check_inputs(self, benchmark_sha256: str | None = None, train_sha256: str | None = None) -> None:
+        """Refuse to go on with a benchmark table or training set other than the run's own."""
+        if not self.config_file.exists():
+            return
+        meta = self.meta()
+        recorded = meta.get("benchmark", {}).get("sha256")
+        if benchmark_sha256 and recorded and recorded != benchmark_sha256:
+            raise UserError(f"The benchmark table changed since {self.path} was made (SHA-256 {benchmark_sha256[:12]} "
+                            f"vs {recorded[:12]} recorded from {meta['benchmark'].get('source')}); pass --benchmark "
+                            f"with the original table")
+        recorded = meta.get("data", {}).get("train_sha256")
+        if train_sha256 and recorded and recorded != train_sha256:
+            raise UserError(f"The CIFAR-10 training set changed since {self.path} was made (SHA-256 "
+                            f"{train_sha256[:12]} vs {recorded[:12]}); point --data-dir at the original copy")
+
     def save_checkpoint(self, epoch: int, state: dict, keep_every: int) -> dict:
         """Write a checkpoint atomically, prune the previous one if it is not a k-th; return its record."""
         path = self.checkpoint_file(epoch)
@@ -140,6 +158,46 @@ class Run:
     def truncate_after(self, epoch: int) -> None:
         """Drop epoch records after ``epoch`` (and a partial last line) before resuming."""
         rewrite_jsonl(self.epochs_file, [r for r in self.epochs() if r["epoch"] <= epoch])
+
+
+@contextmanager
+def run_lock(path: Path, name: str = ".lock") -> Iterator[bool]:
+    """Hold a lock file of the run folder for the duration; yields False if another live
+    process holds it.  ``fcntl.flock``: the kernel releases it when its holder dies, so a
+    stale lock of a killed process is taken over without any clean-up."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    handle = open(path / name, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {os.uname().nodename}\n")
+        handle.flush()
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def is_locked(path: Path, name: str = ".lock") -> bool:
+    path = Path(path)
+    if not (path / name).exists():
+        return False
+    with open(path / name, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
 
 
 def load_checkpoint(path: str | Path, map_location: torch.device | None = None) -> dict:

@@ -63,6 +63,14 @@ def make_optimizers(net: Supernet, cfg: SearchConfig) -> tuple[torch.optim.SGD, 
     return w_opt, a_opt
 
 
+def _apply_hyperparameters(w_opt, a_opt, cfg: SearchConfig) -> None:
+    """The config's optimiser settings over those stored in a checkpoint (identical on a plain resume)."""
+    for group in w_opt.param_groups:
+        group.update(momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+    for group in a_opt.param_groups:
+        group.update(lr=cfg.a_lr, betas=(cfg.a_beta1, cfg.a_beta2), weight_decay=cfg.a_weight_decay, eps=cfg.a_eps)
+
+
 def cosine_lr(cfg: SearchConfig, epoch: int) -> float:
     """Learning rate of (0-based) ``epoch``: cosine from w_lr to w_lr_min over cfg.epochs, per epoch."""
     return cfg.w_lr_min + (cfg.w_lr - cfg.w_lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
@@ -227,8 +235,9 @@ def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.S
     bad = int(first_bad)
     if bad >= 0:
         raise NonFiniteLoss(f"Non-finite loss or alpha at epoch {epoch + 1}, step {bad + 1}; the run stopped and "
-                            f"every checkpoint before this epoch is intact. Resume from the last good one with a "
-                            f"lower learning rate, e.g. --resume --set w_lr={cfg.w_lr / 2:g}")
+                            f"every checkpoint before this epoch is intact. Restart from the last good one with a "
+                            f"lower learning rate: the same search command plus --set w_lr={cfg.w_lr / 2:g} "
+                            f"--restart-from RUN (this run's folder)")
     totals = sums.tolist()
     return {"lr": lr, "train_loss": totals[0] / counts[0], "train_acc": 100 * totals[1] / counts[0],
             "valid_loss": totals[2] / counts[1], "valid_acc": 100 * totals[3] / counts[1], "steps": steps}
@@ -252,6 +261,7 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
         net.load_arch_state(state["arch_state"])
         w_opt.load_state_dict(state["w_opt"])
         a_opt.load_state_dict(state["a_opt"])
+        _apply_hyperparameters(w_opt, a_opt, cfg)  # a restart may lower them (--restart-from)
         _set_rng_state(state["rng"])
         method.load_state_dict(state.get("method", {}))
         start = epoch

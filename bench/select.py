@@ -26,7 +26,7 @@ from bench.errors import UserError
 from bench.evaluate import evaluate
 from bench.experiment import cell_accuracies
 from bench.opscores import to_jsonable
-from bench.runstore import Run
+from bench.runstore import Run, run_lock
 from bench.search import load_supernet
 
 SUPERNET = "_supernet"
@@ -77,6 +77,8 @@ def parse_options(items: list[str]) -> dict[str, dict]:
             raise UserError(f"--option {item!r} must be criterion.key=value, e.g. darts-pt.bn_mode=eval")
         criteria.entry(name)
         out.setdefault(name, {})[option] = value
+    for name, options in out.items():
+        criteria.resolve_options(name, options)  # unknown keys and wrong types fail here, before any work
     return out
 
 
@@ -113,17 +115,28 @@ def apply(run: Run, names: list[str], epochs: list[int], options: dict[str, dict
           valid_size: int | None = 2000, allow_none: bool = True, supernet_tau: int = 0,
           data_dir: str | Path | None = None, benchmark: str | Path | None = None, device: str | None = None,
           progress: bool = True) -> list[dict]:
-    """Apply ``names`` to the checkpoints of ``epochs``; returns the records written now."""
+    """Apply ``names`` to the checkpoints of ``epochs``; returns the records written now.
+
+    Holds ``RUN/.select.lock``: a second ``select`` on the same run is refused (a search may
+    go on writing checkpoints meanwhile)."""
+    with run_lock(run.path, ".select.lock") as mine:
+        if not mine:
+            raise UserError(f"Another `select` is writing {run.path / 'selections.jsonl'}; wait for it to finish "
+                            f"(pairs it completes are skipped when you rerun)")
+        return _apply(run, names, epochs, options, valid_size, allow_none, supernet_tau, data_dir, benchmark, device,
+                      progress)
+
+
+def _apply(run, names, epochs, options, valid_size, allow_none, supernet_tau, data_dir, benchmark, device,
+           progress) -> list[dict]:
     meta = run.meta()
     cfg = run.config()
     dev = device_mod.choose(device)
     truth = benchmark_mod.load_cached(benchmark or meta.get("benchmark", {}).get("source"))
-    recorded = meta.get("benchmark", {}).get("sha256")
-    if recorded and recorded != truth.sha256:
-        raise UserError(f"The benchmark table {truth.source} changed since {run.path} was made (SHA-256 "
-                        f"{truth.sha256[:12]} vs {recorded[:12]}); pass --benchmark with the original table")
+    run.check_inputs(benchmark_sha256=truth.sha256)
     root = Path(data_dir) if data_dir else Path(meta["data"]["root"])
     data = data_mod.load_search_data(root, dev, cfg.weight_size, cfg.alpha_size, split_seed=meta["seed"])
+    run.check_inputs(train_sha256=data.train_sha256)
     epoch_seconds = float(np.median([r["seconds"] for r in run.epochs()])) if run.epochs() else float("nan")
     truths = {m: truth.metric(m) for m in benchmark_mod.HEADLINE_METRICS if m in truth.metrics}
     path = run.path / "selections.jsonl"

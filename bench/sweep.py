@@ -27,18 +27,15 @@ Spec (see ``examples/smoke.toml``)::
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 import tomllib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from bench.config import SearchConfig, resolve
 from bench.errors import UserError
-from bench.runstore import Run, run_id
+from bench.runstore import Run, is_locked, run_id, run_lock
 
 _SPEC_KEYS = {"experiment", "profile", "profiles", "methods", "seeds", "results", "overrides", "select"}
 _SELECT_KEYS = {"criteria", "epochs", "valid_size", "options", "supernet_tau"}
@@ -100,41 +97,6 @@ def expand(spec: dict) -> list[Job]:
     return jobs
 
 
-@contextmanager
-def run_lock(path: Path) -> Iterator[bool]:
-    """Hold the run's lock for the duration; yields False if another live process holds it."""
-    path.mkdir(parents=True, exist_ok=True)
-    handle = open(path / ".lock", "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()} {os.uname().nodename}\n")
-        handle.flush()
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        handle.close()
-
-
-def is_locked(path: Path) -> bool:
-    if not (path / ".lock").exists():
-        return False
-    with open(path / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
 def state(path: Path) -> str:
     """done / failed / running / incomplete / pending."""
     run = Run(path)
@@ -168,7 +130,7 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
             return {"run": str(run.path), "status": "running elsewhere", "seconds": 0.0}
         try:
             experiment.search(job.profile, job.config, job.seed, job.experiment, data_dir=data_dir, device=device,
-                              progress=False, run=run)
+                              progress=False, run=run, lock=False)
             if job.select:
                 sel = job.select
                 names = select.parse_criteria(",".join(sel.get("criteria", ["magnitude"])))
@@ -195,16 +157,41 @@ def job_devices(count: int) -> list[str | None]:
     return [f"cuda:{i % gpus}" for i in range(count)]
 
 
+def selections_missing(job: Job) -> int:
+    """(epoch, criterion) pairs of the job's ``[select]`` block not yet in ``selections.jsonl``."""
+    if not job.select:
+        return 0
+    from bench import select
+    from bench.search import checkpoint_epochs
+
+    run = Run(job.run_path)
+    names = select.parse_criteria(",".join(job.select.get("criteria", ["magnitude"])))
+    if job.select.get("supernet_tau"):
+        names.append(select.SUPERNET)
+    epochs = select.parse_epochs(str(job.select.get("epochs", "last")), checkpoint_epochs(run))
+    done = {(r["epoch"], r["criterion"]) for r in select.selections(run)}
+    return sum((e, n) not in done for e in epochs for n in names)
+
+
+def job_state(job: Job) -> str:
+    """``state`` of the job's run, with ``selecting`` for a finished search whose selections are incomplete
+    (a kill between the search and the end of its selection)."""
+    s = state(job.run_path)
+    if s == "done" and selections_missing(job):
+        return "running" if is_locked(job.run_path) else "selecting"
+    return s
+
+
 def plan(jobs: list[Job], retry_failed: bool = False) -> list[Job]:
     """Jobs to run now: not done and not running; failed ones only with ``retry_failed`` (and then only those)."""
     todo = []
     for job in jobs:
-        s = state(job.run_path)
+        s = job_state(job)
         if retry_failed:
             if s == "failed":
                 (job.run_path / "failed").unlink()
                 todo.append(job)
-        elif s in ("pending", "incomplete"):
+        elif s in ("pending", "incomplete", "selecting"):
             todo.append(job)
     return todo
 
@@ -221,12 +208,14 @@ def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "
     import joblib
     from tqdm import tqdm
 
-    jobs = expand(load_spec(spec_path))
-    todo = plan(jobs, retry_failed)
     if backend not in ("loky", "dask"):
         raise UserError(f"--backend must be loky or dask, not {backend!r}")
+    if backend == "dask" and not scheduler:
+        raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (start one with `dask scheduler`)")
     if jobs_in_parallel < 1:
         raise UserError("--jobs must be at least 1")
+    jobs = expand(load_spec(spec_path))
+    todo = plan(jobs, retry_failed)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs_in_parallel)
     results: list[dict] = []
     if not todo:
@@ -259,14 +248,15 @@ def status_rows(target: str | Path) -> list[dict]:
     """One row per job of a spec (or per run folder of an experiment directory)."""
     target = Path(target)
     if target.suffix == ".toml":
-        paths = [(j.run_path, j.config.epochs) for j in expand(load_spec(target))]
+        paths = [(j.run_path, j.config.epochs, job_state(j)) for j in expand(load_spec(target))]
     elif target.is_dir():
-        paths = [(p, Run(p).config().epochs) for p in sorted(target.iterdir()) if (p / "config.json").exists()]
+        paths = [(p, Run(p).config().epochs, state(p)) for p in sorted(target.iterdir())
+                 if (p / "config.json").exists()]
     else:
         raise UserError(f"{target} is neither a sweep spec (.toml) nor an experiment folder")
     rows = []
-    for path, total in paths:
+    for path, total, current in paths:
         records = Run(path).epochs()
-        rows.append({"run": path.name, "state": state(path), "epochs": f"{len(records)}/{total}",
+        rows.append({"run": path.name, "state": current, "epochs": f"{len(records)}/{total}",
                      "elapsed_s": round(sum(r.get("seconds", 0.0) for r in records), 1)})
     return rows

@@ -144,7 +144,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoints(tmp_pat
     real = search.cosine_lr
     monkeypatch.setattr(search, "cosine_lr", lambda cfg, epoch: real(cfg, epoch) if epoch == 0 else 1e12)
     cfg = config.SearchConfig(**{**TINY, "epochs": 3}, grad_clip=0.0)
-    with pytest.raises(NonFiniteLoss, match=r"epoch 2, step \d+.*--resume --set w_lr="):
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2, step \d+.*--set w_lr=.*--restart-from"):
         _run(cfg, tmp_path, "nan", tiny_data)
     run = Run(tmp_path / "nan")
     assert [r["epoch"] for r in run.epochs()] == [1]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench import sweep
+from bench import runstore, sweep
 from bench.cli import main
 
 SPEC = """
@@ -56,6 +56,13 @@ def test_parallel_sweep_equals_sequential_and_is_idempotent(tmp_path, cifar_root
     assert _outcome(jobs_seq) == _outcome(jobs_par)
     assert sweep.run_sweep(par, 2, data_dir=str(cifar_root), progress=False) == []  # nothing left to do
     assert {r["state"] for r in sweep.status_rows(par)} == {"done"}
+    # a kill between a job's search and the end of its selection: the search is done, the selection is not
+    victim = jobs_par[1]
+    (victim.run_path / "selections.jsonl").unlink()
+    assert sweep.job_state(victim) == "selecting"
+    rerun = sweep.run_sweep(par, 1, data_dir=str(cifar_root), progress=False, threads=1)
+    assert [r["run"] for r in rerun] == [str(victim.run_path)]
+    assert _outcome(jobs_par) == _outcome(jobs_seq)
 
 
 def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
@@ -71,7 +78,7 @@ def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert sweep.state(victim.run_path) in ("incomplete", "pending")
-    assert not sweep.is_locked(victim.run_path)  # the dead holder's lock is released
+    assert not runstore.is_locked(victim.run_path)  # the dead holder's lock is released
     for job in jobs[1:]:
         assert sweep.run_job(job, 1, str(cifar_root))["status"] == "done"
     results = sweep.run_sweep(spec, 1, data_dir=str(cifar_root), progress=False, threads=1)
@@ -97,12 +104,12 @@ def test_failures_are_recorded_and_retried(tmp_path, cifar_root, capsys):
 
 
 def test_second_holder_of_a_lock_is_refused(tmp_path):
-    with sweep.run_lock(tmp_path / "run") as first:
-        assert first and sweep.is_locked(tmp_path / "run")
-        code = "import sys; from pathlib import Path; from bench import sweep; print(sweep.is_locked(Path(sys.argv[1])))"
+    with runstore.run_lock(tmp_path / "run") as first:
+        assert first and runstore.is_locked(tmp_path / "run")
+        code = "import sys; from pathlib import Path; from bench import runstore; print(runstore.is_locked(Path(sys.argv[1])))"
         out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True)
         assert out.stdout.strip() == "True"
-    assert not sweep.is_locked(tmp_path / "run")
+    assert not runstore.is_locked(tmp_path / "run")
 
 
 @pytest.mark.parametrize("text, fragment", [
