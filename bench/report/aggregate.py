@@ -33,6 +33,15 @@ SEARCH = "search"
 """Criterion name of the cell that the search method derives by itself every epoch."""
 
 SUPERNET = "_supernet"  # protocol-4 records of bench.select
+CRITERIA_ORDER = (SEARCH, "magnitude", "darts-pt", "darts-pt-proj", "ostr", "eoinas", "random", SUPERNET)
+"""The order of criteria in every table and figure legend."""
+
+
+def line_order(key: tuple[str, str]) -> tuple:
+    """Sort key of a (method, criterion) pair: by method, then ``CRITERIA_ORDER``, then by name."""
+    method, criterion = key
+    rank = CRITERIA_ORDER.index(criterion) if criterion in CRITERIA_ORDER else len(CRITERIA_ORDER)
+    return method, rank, criterion
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,15 @@ DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
-CRITERIA_ORDER = ("search", "magnitude", "darts-pt", "darts-pt-proj", "ostr", "eoinas", "random", "_supernet")
-
-
 def _line_keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    rank = {name: i for i, name in enumerate(CRITERIA_ORDER)}
-    return sorted(frame.groupby(["method", "criterion"]).groups,
-                  key=lambda k: (k[0], rank.get(k[1], len(rank)), k[1])) if not frame.empty else []
+    from bench.report.aggregate import line_order
+
+    return sorted(frame.groupby(["method", "criterion"]).groups, key=line_order) if not frame.empty else []
 
 
 def ordered_lines(frame: pd.DataFrame, universe: pd.DataFrame | None = None):
     """Yield (style index, (method, criterion), rows) in one order for every figure: by method,
-    then the search's own cell, the criteria in ``CRITERIA_ORDER``, then any others.  The
+    then the search's own cell, the criteria in ``aggregate.CRITERIA_ORDER``, then any others.  The
     style index is the line's position in ``universe`` (default ``frame``), so that a line
     keeps its look on panels that show only some of the lines."""
     position = {key: i for i, key in enumerate(_line_keys(frame if universe is None else universe))}

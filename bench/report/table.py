@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench import stats
 from bench.report import published, reference
-from bench.report.aggregate import SEARCH, Experiment, accuracy_columns, at_final_epoch, complete
+from bench.report.aggregate import SEARCH, Experiment, line_order, accuracy_columns, at_final_epoch, complete
 from bench.runstore import git_commit
 
 METRIC_LABELS = {
@@ -32,7 +32,9 @@ def comparison(exp: Experiment, truth, random_ns: tuple[int, ...] = (10, 100, 10
     sel = at_final_epoch(complete(exp.selections))
     metrics = [c[4:] for c in accuracy_columns(sel)] or [m for m in METRIC_LABELS if m in truth.metrics]
     rows = []
-    for (method, criterion), group in sel.groupby(["method", "criterion"], sort=True):
+    groups = dict(list(sel.groupby(["method", "criterion"]))) if not sel.empty else {}
+    for method, criterion in sorted(groups, key=line_order):
+        group = groups[(method, criterion)]
         shown = "own cell" if criterion == SEARCH else criterion
         row = {"kind": "measured", "label": f"{method} / {shown}", "method": method, "criterion": criterion,
                "seeds": int(group["seed"].nunique()), "source": exp.name}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.report.aggregate import SEARCH, SUPERNET, Experiment, at_final_epoch, complete
+from bench.report.aggregate import SEARCH, SUPERNET, Experiment, line_order, at_final_epoch, complete
 
 KEYS = ["method", "criterion", "protocol", "subset", "metric"]
 FIGURE_PANELS = (("1-arch", "all", "protocol 1: architecture level, all 15,625 cells"),
@@ -42,7 +42,9 @@ def summary(exp: Experiment, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     if ranks.empty:
         return pd.DataFrame(columns=KEYS + ["seeds", "tau", "tau_low", "tau_high", "spearman", "spearman_low",
                                             "spearman_high"])
-    for key, group in ranks.groupby(KEYS, sort=True):
+    groups = dict(list(ranks.groupby(KEYS)))
+    for key in sorted(groups, key=lambda k: (line_order(k[:2]), k[2:])):
+        group = groups[key]
         tau, tau_lo, tau_hi, n = _mean_ci(group["kendall_tau"].to_numpy(dtype=float), n_boot, seed)
         rho, rho_lo, rho_hi, _ = _mean_ci(group["spearman"].to_numpy(dtype=float), n_boot, seed)
         rows.append(dict(zip(KEYS, key), seeds=n, tau=tau, tau_low=tau_lo, tau_high=tau_hi, spearman=rho,
@@ -83,8 +85,9 @@ def summary_markdown(frame: pd.DataFrame, metric: str | None = None) -> str:
     rows = frame if metric is None else frame[frame["metric"] == metric]
     lines = ["| method | criterion | protocol | subset | data set | seeds | Kendall tau-b [95% CI] | Spearman [95% CI] |",
              "|---|---|---|---|---|---:|---:|---:|"]
+    shown = {SUPERNET: "cells in the supernet", SEARCH: "own cell"}
     for _, r in rows.iterrows():
-        lines.append(f"| {r['method']} | {r['criterion']} | {r['protocol']} | {r['subset']} | {r['metric']} | "
+        lines.append(f"| {r['method']} | {shown.get(r['criterion'], r['criterion'])} | {r['protocol']} | {r['subset']} | {r['metric']} | "
                      f"{r['seeds']} | {_fmt(r['tau'], r['tau_low'], r['tau_high'])} | "
                      f"{_fmt(r['spearman'], r['spearman_low'], r['spearman_high'])} |")
     return "\n".join(lines) + "\n"
