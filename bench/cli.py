@@ -172,15 +172,14 @@ def cmd_tau(args) -> int:
 
 def cmd_search(args) -> int:
     from bench import config, experiment
-    from bench.runstore import Run, is_locked
+    from bench.runstore import Run, busy_error, is_locked
 
     cfg = config.resolve(args.profile, args.overrides, args.method)
     run = Run.for_config(args.experiment, cfg, args.seed, args.profile)
     if run.is_done:
         print(f"{run.path} is complete; nothing to do")
-    elif is_locked(run.path):
-        raise UserError(f"{run.path} is being written by another process (see {run.path / '.lock'}); wait for it "
-                        f"to finish, or stop it, then rerun with --resume")
+    elif is_locked(run.path):  # before the interrupted-run check, which would misread a live run
+        raise busy_error(run.path)
     elif run.epochs() and not args.resume and not args.restart_from:
         raise UserError(f"{run.path} holds an interrupted run ({len(run.epochs())} epochs); pass --resume to continue it")
     else:

@@ -18,7 +18,7 @@ from bench import space, stats
 from bench.config import SearchConfig
 from bench.errors import UserError
 from bench.paths import default_data_dir
-from bench.runstore import Run, run_lock, environment
+from bench.runstore import Run, busy_error, environment, run_lock
 from bench.search import run_search
 from bench.supernet import Supernet
 
@@ -66,8 +66,7 @@ def search(profile: str, cfg: SearchConfig, seed: int, experiment: str = "defaul
         return _search(*args)
     with run_lock(run.path) as mine:
         if not mine:
-            raise UserError(f"{run.path} is being written by another process (see {run.path / '.lock'}); wait for it "
-                            f"to finish, or stop it, then rerun with --resume")
+            raise busy_error(run.path)
         return _search(*args)
 
 
@@ -84,7 +83,8 @@ def seed_from_checkpoint(run: Run, source: Run) -> None:
     run.path.mkdir(parents=True, exist_ok=True)
     target = run.checkpoint_file(epoch)
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, lambda handle: shutil.copyfileobj(open(path, "rb"), handle))
+    with open(path, "rb") as checkpoint:
+        write_atomic(target, lambda handle: shutil.copyfileobj(checkpoint, handle))
     for record in source.epochs():
         if record["epoch"] <= epoch:
             run.log_epoch({**record, "restarted_from": str(source.path)})
@@ -100,8 +100,9 @@ def _search(profile, cfg, seed, experiment, data_dir, benchmark, device, resume,
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     data = data_mod.load_search_data(root, dev, cfg.weight_size, cfg.alpha_size, split_seed=seed)
     run.check_inputs(truth.sha256, data.train_sha256)
-    started_from = {r.get("restarted_from") for r in run.epochs()} - {None}
-    run.start({**({"restarted_from": sorted(started_from)[0]} if started_from else {}),"config": cfg.to_dict(), "seed": seed, "profile": profile, "experiment": experiment,
+    restarted_from = next((r["restarted_from"] for r in run.epochs() if "restarted_from" in r), None)
+    origin = {"restarted_from": restarted_from} if restarted_from else {}  # the seeded records say where from
+    run.start({**origin, "config": cfg.to_dict(), "seed": seed, "profile": profile, "experiment": experiment,
                "device": str(dev), "benchmark": {"source": truth.source, "sha256": truth.sha256},
                "data": {"root": str(root), "weight_size": cfg.weight_size, "alpha_size": cfg.alpha_size,
                         "train_sha256": data.train_sha256},

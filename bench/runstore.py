@@ -199,6 +199,11 @@ def is_locked(path: Path, name: str = ".lock") -> bool:
         return False
 
 
+def busy_error(path: Path) -> UserError:
+    """The message for a run folder whose lock another live process holds."""
+    return UserError(f"{path} is being written by another process (see {Path(path) / '.lock'}); wait for it to "
+                     f"finish, or stop it, then rerun with --resume")
+
 
 def load_checkpoint(path: str | Path, map_location: torch.device | None = None) -> dict:
     try:

@@ -116,8 +116,6 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
     import torch
 
     from bench import experiment, select
-    from bench.search import checkpoint_epochs
-
     from bench.device import keep_freed_host_memory
 
     keep_freed_host_memory()
@@ -133,8 +131,7 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
                               progress=False, run=run, lock=False)
             if job.select:
                 sel = job.select
-                names = select.parse_criteria(",".join(sel.get("criteria", ["magnitude"])))
-                epochs = select.parse_epochs(str(sel.get("epochs", "last")), checkpoint_epochs(run))
+                names, epochs = selection_request(job, run)
                 options = select.parse_options([f"{k}={v}" for k, v in sel.get("options", {}).items()])
                 select.apply(run, names, epochs, options, sel.get("valid_size", 2000) or None,
                              supernet_tau=sel.get("supernet_tau", 0), data_dir=data_dir, device=device,
@@ -157,18 +154,25 @@ def job_devices(count: int) -> list[str | None]:
     return [f"cuda:{i % gpus}" for i in range(count)]
 
 
+def selection_request(job: Job, run: Run) -> tuple[list[str], list[int]]:
+    """The criteria and checkpoint epochs that the job's ``[select]`` block asks for."""
+    from bench import select
+    from bench.search import checkpoint_epochs
+
+    names = select.parse_criteria(",".join(job.select.get("criteria", ["magnitude"])))
+    return names, select.parse_epochs(str(job.select.get("epochs", "last")), checkpoint_epochs(run))
+
+
 def selections_missing(job: Job) -> int:
     """(epoch, criterion) pairs of the job's ``[select]`` block not yet in ``selections.jsonl``."""
     if not job.select:
         return 0
     from bench import select
-    from bench.search import checkpoint_epochs
 
     run = Run(job.run_path)
-    names = select.parse_criteria(",".join(job.select.get("criteria", ["magnitude"])))
+    names, epochs = selection_request(job, run)
     if job.select.get("supernet_tau"):
         names.append(select.SUPERNET)
-    epochs = select.parse_epochs(str(job.select.get("epochs", "last")), checkpoint_epochs(run))
     done = {(r["epoch"], r["criterion"]) for r in select.selections(run)}
     return sum((e, n) not in done for e in epochs for n in names)
 

@@ -57,3 +57,36 @@ def isolated_results(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("BENCH_DEVICE", "cpu")
     return tmp_path / "results"
+
+
+def smoke_spec(path: Path, results: Path, experiment: str = "sw", methods=("darts", "nap"), seeds=(0, 1),
+               epochs: int = 2, images: int = 128, criteria=("magnitude",), select_epochs: str = "last",
+               valid_size: int = 64) -> Path:
+    """Write the tests' sweep spec: the smoke profile on ``images`` CIFAR-10 images per half."""
+    import json
+
+    path.write_text(f"""experiment = "{experiment}"
+profile = "smoke"
+methods = {json.dumps(list(methods))}
+seeds = {json.dumps(list(seeds))}
+results = "{results}"
+[overrides]
+epochs = {epochs}
+weight_size = {images}
+alpha_size = {images}
+[select]
+criteria = {json.dumps(list(criteria))}
+epochs = "{select_epochs}"
+valid_size = {valid_size}
+""")
+    return path
+
+
+def run_records(run: Path) -> tuple[list, dict]:
+    """What two runs must share to be equal: (epoch, alpha, cell) per epoch, and per
+    (epoch, criterion) the selected cell and op scores."""
+    from bench.atomic import read_jsonl
+
+    epochs = [(r["epoch"], r["alpha"], r["cell"]) for r in read_jsonl(run / "epochs.jsonl")]
+    selections = {(r["epoch"], r["criterion"]): (r["cell"], r["scores"]) for r in read_jsonl(run / "selections.jsonl")}
+    return epochs, selections

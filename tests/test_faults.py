@@ -17,6 +17,7 @@ from bench import atomic, config, experiment
 from bench.errors import UserError
 from bench.paths import PROJECT_ROOT
 from bench.runstore import Run, is_locked, run_lock
+from conftest import run_records, smoke_spec
 
 TINY = ["--set", "epochs=3", "--set", "weight_size=256", "--set", "alpha_size=256", "--set", "batch_size=32",
         "--set", "C=4", "--set", "N=1"]
@@ -49,14 +50,6 @@ def _bench(args: list[str], results: Path, kill_when=None, then_wait: float = 0.
     proc.wait()
 
 
-def _epochs(run: Path) -> list:
-    return [(r["epoch"], r["alpha"], r["cell"]) for r in atomic.read_jsonl(run / "epochs.jsonl")]
-
-
-def _selections(run: Path) -> dict:
-    return {(r["epoch"], r["criterion"]): (r["cell"], r["scores"]) for r in atomic.read_jsonl(run / "selections.jsonl")}
-
-
 def _only_run(results: Path) -> Path:
     return next(p for p in (results / "f").iterdir() if (p / "config.json").exists())
 
@@ -83,7 +76,7 @@ def test_sigkill_of_search_then_resume_equals_the_uninterrupted_run(tmp_path, ci
     _bench(args, tmp_path)
     run = _only_run(tmp_path)
     assert run.name == reference.name and (run / "done").exists()
-    assert _epochs(run) == _epochs(reference)
+    assert run_records(run)[0] == run_records(reference)[0]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -99,28 +92,13 @@ def test_sigkill_of_select_then_rerun_equals_the_uninterrupted_selection(tmp_pat
            then_wait=then_wait)
     assert _lines(log) < 9  # 3 epochs x 3 criteria: killed before the end
     _bench(args, tmp_path)
-    assert _selections(run) == _selections(reference)
+    assert run_records(run)[1] == run_records(reference)[1]
 
 
 def test_sigkill_of_a_sweep_then_rerun_equals_the_uninterrupted_sweep(tmp_path, cifar_root):
-    spec = """experiment = "s"
-profile = "smoke"
-methods = ["darts", "nap"]
-seeds = [0]
-results = "{results}"
-[overrides]
-epochs = 2
-weight_size = 128
-alpha_size = 128
-[select]
-criteria = ["magnitude"]
-epochs = "all"
-valid_size = 64
-"""
     outcome = {}
     for name in ("whole", "killed"):
-        path = tmp_path / f"{name}.toml"
-        path.write_text(spec.format(results=tmp_path / name))
+        path = smoke_spec(tmp_path / f"{name}.toml", tmp_path / name, experiment="s", seeds=(0,), select_epochs="all")
         args = ["sweep", str(path), "--jobs", "1", "--threads", "1", "--quiet", "--data-dir", str(cifar_root)]
         if name == "killed":  # in the middle of the first job's search
             logs = lambda: list((tmp_path / name / "s").glob("*/epochs.jsonl"))  # noqa: E731
@@ -129,7 +107,7 @@ valid_size = 64
         _bench(args, tmp_path)
         runs = sorted((tmp_path / name / "s").iterdir())
         assert all((r / "done").exists() for r in runs)
-        outcome[name] = {r.name: (_epochs(r), _selections(r)) for r in runs}
+        outcome[name] = {r.name: run_records(r) for r in runs}
     assert outcome["killed"] == outcome["whole"]
 
 

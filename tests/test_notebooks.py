@@ -7,30 +7,14 @@ from nbclient import NotebookClient
 
 from bench import sweep
 from bench.paths import PROJECT_ROOT
+from conftest import smoke_spec
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
-SPEC = """
-experiment = "nb"
-profile = "smoke"
-methods = ["darts", "nap"]
-seeds = [0, 1]
-results = "{results}"
-[overrides]
-epochs = 3
-weight_size = 128
-alpha_size = 128
-[select]
-criteria = ["magnitude", "ostr", "random"]
-epochs = "all"
-valid_size = 64
-"""
-
-
 @pytest.fixture(scope="module")
 def smoke_experiment(tmp_path_factory, cifar_root) -> Path:
     root = tmp_path_factory.mktemp("nb-results")
-    spec = root / "nb.toml"
-    spec.write_text(SPEC.format(results=root))
+    spec = smoke_spec(root / "nb.toml", root, experiment="nb", epochs=3, criteria=("magnitude", "ostr", "random"),
+                      select_epochs="all")
     results = sweep.run_sweep(spec, 1, data_dir=str(cifar_root), progress=False)
     assert sorted(r["status"] for r in results) == ["done"] * 4
     return root / "nb"

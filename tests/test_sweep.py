@@ -1,5 +1,4 @@
 """Sweeps: parallel equals sequential, idempotence, a killed job resumes, failures, Dask."""
-import json
 import os
 import signal
 import subprocess
@@ -10,38 +9,14 @@ import pytest
 
 from bench import runstore, sweep
 from bench.cli import main
+from conftest import run_records, smoke_spec
 
-SPEC = """
-experiment = "sw"
-profile = "smoke"
-methods = ["darts", "nap"]
-seeds = [0, 1]
-results = "{results}"
-[overrides]
-epochs = 2
-weight_size = 128
-alpha_size = 128
-[select]
-criteria = ["magnitude"]
-epochs = "last"
-valid_size = 64
-"""
-
-
-def _spec(tmp_path, name, results, text=SPEC):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(text.format(results=results))
-    return path
+def _spec(tmp_path, name, results, **fields):
+    return smoke_spec(tmp_path / f"{name}.toml", results, **fields)
 
 
 def _outcome(jobs):
-    out = {}
-    for job in jobs:
-        records = [json.loads(line) for line in (job.run_path / "epochs.jsonl").read_text().splitlines()]
-        selections = (job.run_path / "selections.jsonl").read_text().splitlines()
-        out[job.run_path.name] = ([r["alpha"] for r in records], [r["cell"] for r in records],
-                                  [json.loads(s)["cell"] for s in selections])
-    return out
+    return {job.run_path.name: run_records(job.run_path) for job in jobs}
 
 
 def test_parallel_sweep_equals_sequential_and_is_idempotent(tmp_path, cifar_root):
@@ -66,7 +41,7 @@ def test_parallel_sweep_equals_sequential_and_is_idempotent(tmp_path, cifar_root
 
 
 def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
-    spec = _spec(tmp_path, "kill", tmp_path / "res", SPEC.replace("epochs = 2", "epochs = 3"))
+    spec = _spec(tmp_path, "kill", tmp_path / "res", epochs=3)
     jobs = sweep.expand(sweep.load_spec(spec))
     victim = jobs[0]
     code = ("import sys; from bench import sweep; j = sweep.expand(sweep.load_spec(sys.argv[1]))[0]; "
@@ -83,7 +58,7 @@ def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
         assert sweep.run_job(job, 1, str(cifar_root))["status"] == "done"
     results = sweep.run_sweep(spec, 1, data_dir=str(cifar_root), progress=False, threads=1)
     assert [r["run"] for r in results] == [str(victim.run_path)]
-    fresh = _spec(tmp_path, "fresh", tmp_path / "fresh", SPEC.replace("epochs = 2", "epochs = 3"))
+    fresh = _spec(tmp_path, "fresh", tmp_path / "fresh", epochs=3)
     sweep.run_sweep(fresh, 1, data_dir=str(cifar_root), progress=False, threads=1)
     resumed = _outcome([victim])[victim.run_path.name]
     twin = sweep.expand(sweep.load_spec(fresh))[0]
@@ -127,13 +102,13 @@ def test_bad_specs(tmp_path, text, fragment, capsys):
 def test_dask_local_cluster(tmp_path, cifar_root):
     from distributed import LocalCluster
 
-    spec = _spec(tmp_path, "dask", tmp_path / "dask", SPEC.replace('methods = ["darts", "nap"]', 'methods = ["darts"]'))
+    spec = _spec(tmp_path, "dask", tmp_path / "dask", methods=("darts",))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
         results = sweep.run_sweep(spec, backend="dask", scheduler=cluster.scheduler_address,
                                   data_dir=str(cifar_root), progress=False, threads=1)
     assert sorted(r["status"] for r in results) == ["done", "done"]
-    local = _spec(tmp_path, "local", tmp_path / "local", SPEC.replace('methods = ["darts", "nap"]', 'methods = ["darts"]'))
+    local = _spec(tmp_path, "local", tmp_path / "local", methods=("darts",))
     sweep.run_sweep(local, 1, data_dir=str(cifar_root), progress=False, threads=1)
     assert _outcome(sweep.expand(sweep.load_spec(spec))) == _outcome(sweep.expand(sweep.load_spec(local)))
 

@@ -32,8 +32,8 @@ def write_table(exp, truth, out: Path, random_ns=(10, 100, 1000)) -> dict[str, P
             "table.csv": _write(out / "table.csv", table.to_csv(frame, prov))}
 
 
-def write_tau(exp, truth, out: Path) -> dict[str, Path]:
-    summary = tau.summary(exp)
+def write_tau(exp, truth, out: Path, summary=None) -> dict[str, Path]:
+    summary = tau.summary(exp) if summary is None else summary
     by_seed = tau.paired(exp, over="seeds")
     by_epoch = tau.paired(exp, over="epochs")
     files = {"tau.csv": _write(out / "tau.csv", summary.to_csv(index=False, float_format="%.5f")),
@@ -69,8 +69,8 @@ def write_curves(exp, truth, out: Path) -> dict[str, Path]:
 
 
 def write_all(exp, truth, out: Path) -> dict[str, Path]:
-    files = {**write_table(exp, truth, out), **write_tau(exp, truth, out), **write_curves(exp, truth, out)}
-    summary = tau.summary(exp)
+    summary = tau.summary(exp)  # bootstraps every group: computed once for tau.md and index.md
+    files = {**write_table(exp, truth, out), **write_tau(exp, truth, out, summary), **write_curves(exp, truth, out)}
     headline = summary[(summary["metric"] == "cifar10_test") & summary["protocol"].isin(
         ["1-arch", "2-op-marginal", "3-op-conditional", "4-supernet"]) & summary["subset"].isin(
         ["all", "mean", "optimum", "sample"])] if not summary.empty else summary
