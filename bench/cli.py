@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--repeats", type=int, default=10, help="timed steps per measurement (default 10)")
     perf.add_argument("--sizes", default="paper,cpu", help="profiles whose sizes to time (default paper,cpu)")
     perf.add_argument("--device")
+    perf.add_argument("--methods", nargs="?", const="all", default=None,
+                      help="instead: time every search method's schedule against DARTS at --sizes (default cpu); "
+                           "optionally a comma-separated list of methods")
+    perf.add_argument("--steps", type=int, default=5, help="with --methods: step pairs timed per epoch (default 5)")
 
     demo = sub.add_parser("demo", help="build the data if needed, run the smoke profile, print the result")
     demo.add_argument("--seed", type=int, default=0)
@@ -203,6 +207,28 @@ def print_run(run) -> None:
         print(f"{r['epoch']:5d} {r['train_acc']:6.2f} {r['valid_acc']:6.2f} {acc.get('cifar10_test', float('nan')):6.2f} "
               f"{acc.get('cifar100_test', float('nan')):6.2f} {acc.get('ImageNet16-120_test', float('nan')):6.2f} "
               f"{r.get('parameter_free_ops', -1):4d} {tau:7.4f}  {r.get('cell', '')}")
+    _print_method_cell(run)
+
+
+def _print_method_cell(run) -> None:
+    """For a method whose alpha derives no cell (darts-fix-alpha), say where its cell comes from."""
+    from bench.methods import METHODS
+    from bench.select import selections
+
+    method = run.meta()["config"].get("method", "darts")
+    criterion = getattr(METHODS.get(method), "cell_criterion", None)
+    if criterion is None:
+        return
+    found = [r for r in selections(run) if r["criterion"] == criterion]
+    if not found:
+        print(f"{method}'s cell is {criterion}'s (the cells above are argmax of untrained alpha): "
+              f"python -m bench select {run.path} --criteria {criterion}")
+        return
+    last = max(found, key=lambda r: r["epoch"])
+    acc = last.get("accuracies", {})
+    print(f"{method}'s cell ({criterion} at epoch {last['epoch']}): {last['cell']}  "
+          f"C10 {acc.get('cifar10_test', float('nan')):.2f}  C100 {acc.get('cifar100_test', float('nan')):.2f}  "
+          f"IN16 {acc.get('ImageNet16-120_test', float('nan')):.2f}")
 
 
 def cmd_select(args) -> int:
@@ -283,13 +309,31 @@ def cmd_report(args) -> int:
 
 
 def cmd_perf(args) -> int:
+    import torch
+
     from bench import config, perf
+    from bench import device as device_mod
 
     sizes = tuple(s.strip() for s in args.sizes.split(","))
     for s in sizes:
         config.profile(s)
-    if args.repeats < 1:
-        raise UserError("--repeats must be at least 1")
+    if args.repeats < 1 or args.steps < 1:
+        raise UserError("--repeats and --steps must be at least 1")
+    if args.methods is not None:
+        from bench.methods import METHODS
+
+        names = tuple(METHODS) if args.methods == "all" else tuple(m.strip() for m in args.methods.split(","))
+        unknown = [m for m in names if m not in METHODS]
+        if unknown:
+            raise UserError(f"Unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}")
+        if "darts" not in names:
+            names = ("darts",) + names  # the baseline of the ratio
+        size = "cpu" if args.sizes == "paper,cpu" else sizes[0]
+        print(f"device {device_mod.choose(args.device)}, threads {torch.get_num_threads()}, size {size}, "
+              f"{args.steps} step pairs per epoch")
+        stages, predicted = perf.time_methods(size, args.device, args.steps, names)
+        print(perf.format_methods(stages, predicted))
+        return 0
     perf.run(repeats=args.repeats, sizes=sizes, device=args.device)
     return 0
 

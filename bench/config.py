@@ -25,7 +25,7 @@ from bench.errors import UserError
 
 @dataclass(frozen=True)
 class SearchConfig:
-    method: str = "darts"           # search method (darts; later issues add more)
+    method: str = "darts"           # search method: darts, darts-fix-alpha, nap, eoinas, entrannas (bench.methods)
     order: str = "first"            # DARTS order: first (V1) or second (V2, unrolled)
     step_order: str = "weight-first"  # weight-first (NB201 V1) or alpha-first (darts-pt)
     freeze_alpha: bool = False      # DARTS-PT "fix alpha" (blank) supernet

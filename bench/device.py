@@ -35,15 +35,35 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+_PROC_STATUS = "/proc/self/status"
+
+
 def peak_memory_reset(device: torch.device) -> None:
+    """Start a new peak: the CUDA allocator's, or on Linux the process's RSS high-water mark
+    (``/proc/self/clear_refs``), so that a run in a reused worker process (joblib, Dask)
+    reports its own peak, not the largest of the jobs before it."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux: peak_memory_mb falls back to the process's max RSS
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak allocated memory in MiB: CUDA allocator peak, or the process's max RSS on CPU."""
+    """Peak memory in MiB since the last ``peak_memory_reset``: the CUDA allocator's peak, or the
+    process's RSS high-water mark on CPU (``VmHWM``; ``ru_maxrss`` where /proc is missing)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open(_PROC_STATUS) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -38,6 +38,8 @@ class Method:
     """Plain DARTS: every hook is a no-op."""
 
     name = "darts"
+    cell_criterion: str | None = None
+    """The selection criterion whose cell is this method's result, when training derives none itself."""
 
     def __init__(self, cfg: SearchConfig, seed: int = 0):
         self.cfg = cfg
@@ -75,6 +77,7 @@ class Method:
 
 class FixAlpha(Method):
     name = "darts-fix-alpha"
+    cell_criterion = "darts-pt-proj"  # frozen alpha says nothing: the paper's cell is the projection
 
     def alpha_trains(self, epoch: int) -> bool:
         return False

@@ -10,10 +10,12 @@ number is asserted anywhere.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -111,4 +113,104 @@ def format_table(rows: list[Timing]) -> str:
     for r in rows:
         lines.append(f"{r.implementation:6} {r.size:6} {r.step:6} {r.median_s:9.4f} {r.min_s:8.4f} "
                      f"{r.images_per_s:8.1f} {r.gflops:8.1f} {r.roofline_pct:6.1f} {r.ratio:8.2f}")
+    return "\n".join(lines)
+
+
+@dataclass
+class MethodStage:
+    """Step-pair timing of one method in one state of its schedule (the ops each edge still computes)."""
+
+    method: str
+    epochs: list[int]
+    ops_per_edge: str
+    alpha_trains: bool
+    median_s: float
+    min_s: float
+
+
+def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
+                 methods: tuple[str, ...] | None = None) -> tuple[list[MethodStage], dict[str, dict]]:
+    """Wall time and peak memory of every search method against DARTS's, side by side (issue 5).
+
+    Each method runs in a fresh process (so that neither time nor memory carries over from
+    the one before), one after the other, with this process's thread count.  It runs its
+    whole epoch schedule at ``size`` through the real search code (``train_epoch`` with the
+    method's hooks: pruning, warm-up, frozen alpha, transit cells), every epoch cut to
+    ``steps`` weight+alpha step pairs on random CIFAR-shaped data.  Epochs in the same state
+    (ops alive per edge, alpha training or not) are pooled; the predicted search time is the
+    sum over epochs of the state's median seconds per step pair times the profile's steps per
+    epoch (per-epoch evaluation left out: it is the same for every method).  Returns the
+    stages and, per method, the predicted seconds, the peak memory (``device.peak_memory_mb``:
+    on CPU the process's RSS high-water mark) and its growth over the memory in use before
+    the supernet was built.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench import methods as methods_mod
+
+    stages: list[MethodStage] = []
+    predicted: dict[str, dict] = {}
+    for name in methods or tuple(methods_mod.METHODS):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            found, summary = pool.submit(_time_method, name, size, device, steps, torch.get_num_threads()).result()
+        stages += found
+        predicted[name] = summary
+    return stages, predicted
+
+
+def _time_method(name: str, size: str, device: str | None, steps: int, threads: int) -> tuple[list, dict]:
+    """One method's schedule in this (fresh) process; see ``time_methods``."""
+    from bench import config, data as data_mod, methods as methods_mod
+    from bench.search import build_supernet, train_epoch
+
+    torch.set_num_threads(threads)
+    dev = device_mod.choose(device)
+    device_mod.peak_memory_reset(dev)
+    start_mb = device_mod.peak_memory_mb(dev)
+    rng = np.random.default_rng(0)
+    cfg = config.resolve(size, method=name)
+    n = steps * cfg.batch_size
+    fake = data_mod.SearchData(
+        data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev),
+        data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev),
+        None, np.arange(n), np.arange(n))
+    net = build_supernet(cfg, 0, dev)
+    method = methods_mod.get(cfg, 0)
+    method.setup(net)
+    w_opt, a_opt = make_optimizers(net, cfg)
+    train_epoch(net, w_opt, a_opt, cfg, fake, 0, 0, progress=False, method=methods_mod.Method(cfg, 0))  # warm-up
+    by_state: dict[tuple, list] = {}
+    for epoch in range(cfg.epochs):
+        state = ("/".join(str(int(k)) for k in net.op_mask.sum(1).tolist()), method.alpha_trains(epoch))
+        method.start_epoch(net, epoch)
+        device_mod.synchronize(dev)
+        began = time.perf_counter()
+        train_epoch(net, w_opt, a_opt, cfg, fake, 0, epoch, progress=False, method=method)
+        device_mod.synchronize(dev)
+        by_state.setdefault(state, []).append((epoch + 1, (time.perf_counter() - began) / steps))
+        _, reset = method.end_epoch(net, epoch)
+        if reset:
+            _, a_opt = make_optimizers(net, cfg)
+    full_steps = math.ceil(cfg.weight_size / cfg.batch_size)
+    stages, total = [], 0.0
+    for (ops, trains), samples in by_state.items():
+        seconds = [s for _, s in samples]
+        stages.append(MethodStage(name, [e for e, _ in samples], ops, trains, statistics.median(seconds), min(seconds)))
+        total += stages[-1].median_s * full_steps * len(samples)
+    peak = device_mod.peak_memory_mb(dev)
+    return stages, {"seconds": total, "peak_mb": peak, "growth_mb": peak - start_mb}
+
+
+def format_methods(stages: list[MethodStage], predicted: dict[str, dict], baseline: str = "darts") -> str:
+    header = f"{'method':16} {'epochs':>9} {'ops/edge':>12} {'alpha':>5} {'median s':>9} {'min s':>7}"
+    lines = [header, "-" * len(header)]
+    for s in stages:
+        span = f"{s.epochs[0]}-{s.epochs[-1]}" if len(s.epochs) > 1 else str(s.epochs[0])
+        lines.append(f"{s.method:16} {span:>9} {s.ops_per_edge:>12} {'yes' if s.alpha_trains else 'no':>5} "
+                     f"{s.median_s:9.4f} {s.min_s:7.4f}")
+    lines += ["", f"{'method':16} {'predicted search s':>18} {'x ' + baseline + ' time':>14} {'peak MB':>8} {'+MB':>6}"]
+    base = predicted.get(baseline, {}).get("seconds", float("nan"))
+    for name, out in predicted.items():
+        lines.append(f"{name:16} {out['seconds']:18.0f} {out['seconds'] / base:14.2f} {out['peak_mb']:8.0f} {out['growth_mb']:6.0f}")
     return "\n".join(lines)

@@ -248,6 +248,7 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
                progress: bool = True, resume: bool = True) -> Supernet:
     """Train the supernet, writing the run store; continues from the last good checkpoint."""
     device_mod.make_deterministic(device)
+    device_mod.peak_memory_reset(device)
     net = build_supernet(cfg, seed, device)
     method = methods_mod.get(cfg, seed)
     method.setup(net)

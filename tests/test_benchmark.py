@@ -1,5 +1,4 @@
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -79,14 +78,12 @@ def test_column_mapping(header, expected):
     assert benchmark.map_column(header) == expected
 
 
-def test_compact_table_round_trip_and_load_time(truth, tmp_path):
+def test_compact_table_round_trip(truth, tmp_path):
     for suffix in (".parquet", ".csv"):
         target = tmp_path / f"nb201{suffix}"
         truth.save(target)
         benchmark._string_to_code.cache_clear()
-        started = time.perf_counter()
         again = benchmark.load(target)
-        assert time.perf_counter() - started < 5.0  # generous for CI; the README reports the real number
         assert again.origin["source_sha256"] == truth.sha256
         for name in truth.metric_names:
             np.testing.assert_allclose(again.metric(name), truth.metric(name), atol=1e-6, equal_nan=True)

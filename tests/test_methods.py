@@ -1,4 +1,6 @@
 """Search methods that change training: fix-alpha, NAP, EoiNAS (smoke-size real runs)."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +200,35 @@ def test_entrannas_discretize_inherits_the_shared_convs():
         stand_alone = net.discretize(cell).double().train()
         torch.testing.assert_close(stand_alone(x), expected, rtol=1e-9, atol=1e-10)
     assert count_parameters(stand_alone) == count_parameters(CellNetwork(cell, C=4, N=1))
+
+
+def test_method_timing_follows_each_schedule_in_its_own_process():
+    """``perf --methods`` times the states the real schedules pass through (no speed asserted)."""
+    from bench import perf
+
+    stages, predicted = perf.time_methods("smoke", "cpu", steps=1, methods=("darts-fix-alpha", "nap"))
+    by_method = {}
+    for s in stages:
+        by_method.setdefault(s.method, []).append(s)
+    fix = by_method["darts-fix-alpha"]
+    assert [(s.epochs, s.ops_per_edge, s.alpha_trains) for s in fix] == [([1, 2, 3], "5/5/5/5/5/5", False)]
+    nap = by_method["nap"]  # smoke: 3 epochs, 'none' excluded, the weakest op pruned after every epoch
+    assert [(s.epochs, s.ops_per_edge) for s in nap] == [([1], "4/4/4/4/4/4"), ([2], "3/3/3/3/3/3"),
+                                                          ([3], "2/2/2/2/2/2")]
+    for name, out in predicted.items():
+        assert out["seconds"] > 0 and out["peak_mb"] >= out["growth_mb"] > 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_peak_memory_is_per_run_not_per_process():
+    """A reset forgets an earlier, larger peak of the same process (a reused sweep worker)."""
+    from bench import device as device_mod
+
+    cpu = torch.device("cpu")
+    big = np.ones(400 * 2**20 // 8)  # 400 MiB touched
+    big[::512] = 2.0
+    high = device_mod.peak_memory_mb(cpu)
+    del big
+    device_mod.peak_memory_reset(cpu)
+    low = device_mod.peak_memory_mb(cpu)
+    assert high - low > 300

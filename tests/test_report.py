@@ -23,9 +23,10 @@ def _rank(tau_value: float) -> list[dict]:
              "spearman": tau_value * 1.4, "n": 15625}]
 
 
-def make_run(root: Path, seed: int, truth, epochs_done: int = 3, total: int = 3, sha: str | None = None) -> Path:
-    cfg = config.resolve("smoke", [f"epochs={total}"])
-    path = root / f"darts-smoke-s{seed}-synthetic"
+def make_run(root: Path, seed: int, truth, epochs_done: int = 3, total: int = 3, sha: str | None = None,
+             method: str = "darts") -> Path:
+    cfg = config.resolve("smoke", [f"epochs={total}", f"method={method}"])
+    path = root / f"{method}-smoke-s{seed}-synthetic"
     write_json(path / "config.json", {"config": cfg.to_dict(), "seed": seed, "profile": "smoke",
                                       "benchmark": {"source": truth.source, "sha256": sha or truth.sha256},
                                       "commit": "synthetic"})
@@ -68,6 +69,20 @@ def test_aggregate_frames_and_incomplete_runs(experiment, truth):
     final = aggregate.at_final_epoch(aggregate.complete(sel))
     assert sorted(final["seed"].unique()) == [0, 1, 2] and (final["epoch"] == 3).all()
     assert set(final["criterion"]) == {"search", "magnitude", "darts-pt"}
+
+
+def test_fix_alpha_own_cell_is_the_projection(tmp_path, truth):
+    """DARTS-fix-alpha's alpha never trains: its own cell is darts-pt-proj's, not argmax alpha."""
+    root = tmp_path / "results" / "fix"
+    path = make_run(root, 0, truth, method="darts-fix-alpha")
+    append_jsonl(path / "selections.jsonl", {"epoch": 3, "criterion": "darts-pt-proj", "cell": GOOD,
+                                             "accuracies": {"cifar10_test": 93.5}, "rank": _rank(0.3)})
+    sel = aggregate.load(root, truth).selections
+    own = sel[sel["criterion"] == aggregate.SEARCH]
+    assert own["epoch"].tolist() == [3] and own["cell"].tolist() == [GOOD]
+    assert own["acc:cifar10_test"].tolist() == [93.5]
+    ranks = aggregate.load(root, truth).ranks
+    assert aggregate.SEARCH not in set(ranks["criterion"])
 
 
 def test_comparison_table_mean_std_and_provenance(experiment, truth):

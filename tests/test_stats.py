@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -102,15 +100,12 @@ def test_supernet_level():
     assert row["kendall_tau"] == 1.0 and row["n"] == 4
 
 
-def test_full_report_is_fast(truth):
+def test_full_report_rows_and_repeatability(truth):
     s = np.random.default_rng(0).normal(size=(6, 5))
     truths = {"cifar10_test": truth.metric("cifar10_test")}
-    stats.rank_report(s, truths)  # warm caches
-    started = time.perf_counter()
-    rows = stats.rank_report(s, truths)
-    elapsed = time.perf_counter() - started
-    assert len(rows) == 7
-    assert elapsed < 2.0  # the README reports the measured time (well under 100 ms here)
+    first = stats.rank_report(s, truths)
+    rows = stats.rank_report(s, truths)  # cached state must not change the answer
+    assert len(rows) == 7 and rows == first
 
 
 def test_mean_std():

@@ -8,6 +8,8 @@ recomputed.  Three frames, one row per:
   criteria of ``selections.jsonl`` it holds the cell the search itself derived at each
   epoch (``epochs.jsonl``) as criterion ``"search"``: argmax alpha for DARTS, the
   strongest surviving gate for NAP, the indicator for EoiNAS, the DST cell for EnTranNAS;
+  for a method whose training derives no cell (``Method.cell_criterion``: DARTS-fix-alpha)
+  it is that criterion's selection, at the epochs where it was run;
 - ``ranks``: run x epoch x criterion x protocol x subset x metric - Kendall tau-b and
   Spearman rho (``design.md`` §6);
 - ``epochs``: run x epoch - supernet validation accuracy (%), softmax weights per edge.
@@ -149,18 +151,25 @@ def load(experiment: str | Path, truth=None) -> Experiment:
             raise UserError(f"Run(s) {', '.join(stale)} were scored against another benchmark table than "
                             f"{truth.source} (SHA-256 {truth.sha256[:12]}); pass --benchmark with the table the "
                             f"runs used, or report them separately")
+    from bench.methods import METHODS
+
     sel_rows: list[dict] = []
     rank_rows: list[dict] = []
     epoch_rows: list[dict] = []
     for info in infos:
+        method = METHODS.get(info.method)
+        own_criterion = method.cell_criterion if method is not None else None
         for rec in read_jsonl(info.path / "epochs.jsonl"):
             epoch = int(rec["epoch"])
             search_rec = {**rec, "cell": _search_cell(rec)}
-            if search_rec["cell"] is not None and search_rec["cell"] != rec.get("cell"):
+            if own_criterion is not None:
+                search_rec = None  # the method's cell is a criterion's: taken from selections below
+            elif search_rec["cell"] is not None and search_rec["cell"] != rec.get("cell"):
                 search_rec.pop("accuracies", None)  # the method's own cell: looked up below
                 search_rec.pop("parameter_free_ops", None)
-            sel_rows.append(_selection_row(info, search_rec, SEARCH))
-            if rec.get("tau_arch") and search_rec["cell"] == rec.get("cell"):
+            if search_rec is not None:
+                sel_rows.append(_selection_row(info, search_rec, SEARCH))
+            if search_rec is not None and rec.get("tau_arch") and search_rec["cell"] == rec.get("cell"):
                 tau = rec["tau_arch"]
                 rank_rows += _rank_rows(info, epoch, SEARCH, [{"protocol": "1-arch", "subset": "all", **tau}])
             weights = rec.get("weights")
@@ -175,6 +184,8 @@ def load(experiment: str | Path, truth=None) -> Experiment:
                 continue
             sel_rows.append(_selection_row(info, rec, rec["criterion"]))
             rank_rows += _rank_rows(info, int(rec["epoch"]), rec["criterion"], rec.get("rank", []))
+            if rec["criterion"] == own_criterion:
+                sel_rows.append(_selection_row(info, rec, SEARCH))  # its ranks stay under the criterion
     selections = pd.DataFrame(sel_rows)
     if truth is not None and not selections.empty:
         selections = _fill_accuracies(selections, truth)

@@ -89,7 +89,8 @@ def _footer_lines(prov: dict) -> list[str]:
     if prov["left_out"]:
         lines.append("left out (not finished): " + "; ".join(prov["left_out"]))
     lines.append("measured: mean ± sample std over seeds at the final epoch (no ± for one seed); 'own cell' is "
-                 "the cell the search method derives itself (argmax alpha for DARTS); reference: computed from the "
+                 "the cell the search method derives itself (argmax alpha for DARTS; DARTS-PT's projection for "
+                 "darts-fix-alpha, whose alpha never trains); reference: computed from the "
                  "benchmark table; published: quoted from the named paper, not produced here")
     return lines
 
