@@ -154,7 +154,7 @@ class EnTranSupernet(Supernet):
         transit_active = [tuple(int(o) for o in np.flatnonzero(row)) for row in chosen]
         # with DST, engine ops whose q-hat is 0 contribute neither output nor gradient: skip them too
         engine_active = transit_active if (weights is None and self.dst) else self.active_ops(compute_mask)
-        h = self.stem(x)
+        h = self.stem(x.contiguous(memory_format=self.memory_format))
         for k, block in enumerate(self.cells):
             if not isinstance(block, SharedCell):
                 h = block(h)

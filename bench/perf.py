@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import device as device_mod
-from bench.config import PROFILES, SearchConfig
+from bench.config import PROFILES
 from bench.search import alpha_step, make_optimizers, weight_step
 from bench.supernet import Supernet
 
@@ -35,18 +35,23 @@ class Timing:
     images_per_s: float
     gflops: float
     roofline_pct: float
+    peak_mb: float
+    """Memory growth of the step's process over what it held once the supernet was built."""
     ratio: float = float("nan")
 
 
 def conv_roofline(device: torch.device, batch: int = 64, repeats: int = 10) -> float:
-    """Best GFLOP/s of a plain conv3x3 forward+backward at the supernet's three widths."""
+    """Best GFLOP/s of a plain conv3x3 forward+backward at the supernet's three widths, in
+    either memory layout."""
     best = 0.0
     for channels, side in ((16, 32), (32, 16), (64, 8)):
-        x = torch.randn(batch, channels, side, side, device=device, requires_grad=True)
-        conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device)
-        flops = 3 * 2 * batch * channels * channels * 9 * side * side  # forward + two backward convs
-        seconds = _time(lambda: conv(x).sum().backward(), device, repeats)[0]
-        best = max(best, flops / seconds / 1e9)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(batch, channels, side, side, device=device).contiguous(memory_format=layout)
+            x.requires_grad_(True)
+            conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device, memory_format=layout)
+            flops = 3 * 2 * batch * channels * channels * 9 * side * side  # forward + two backward convs
+            seconds = _time(lambda: conv(x).sum().backward(), device, repeats)[0]
+            best = max(best, flops / seconds / 1e9)
     return best
 
 
@@ -70,49 +75,71 @@ def _count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def time_steps(cfg: SearchConfig, size: str, implementation: str, device: torch.device, repeats: int,
-               roofline: float) -> list[Timing]:
+def time_step(size: str, implementation: str, step: str, device: torch.device, repeats: int,
+              roofline: float) -> Timing:
+    """One step kind of one implementation at one size; run it in a fresh process
+    (``_fresh_process``) so that its peak memory is its own."""
+    cfg = PROFILES[size]
     torch.manual_seed(0)
-    net = Supernet(C=cfg.C, N=cfg.N, implementation=implementation).to(device).train()
+    net = Supernet(C=cfg.C, N=cfg.N, implementation=implementation).to(device)
+    net.use_layout(**vars(device_mod.supernet_layout(device, cfg.C))).train()  # the naive one: NCHW, unfused
     w_opt, a_opt = make_optimizers(net, cfg)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (cfg.batch_size,), device=device)
-    steps = {"weight": lambda: weight_step(net, w_opt, x, y, cfg.grad_clip),
-             "alpha": lambda: alpha_step(net, a_opt, x, y)}
-    out = []
-    for step, fn in steps.items():
-        flops = _count_flops(fn)
-        median, best = _time(fn, device, repeats)
-        gflops = flops / median / 1e9
-        out.append(Timing(implementation, size, step, median, best, cfg.batch_size / median, gflops,
-                          100 * gflops / roofline))
-    return out
+    fn = {"weight": lambda: weight_step(net, w_opt, x, y, cfg.grad_clip),
+          "alpha": lambda: alpha_step(net, a_opt, x, y)}[step]
+    device_mod.peak_memory_reset(device)
+    start_mb = device_mod.peak_memory_mb(device)
+    median, best = _time(fn, device, repeats)
+    peak = device_mod.peak_memory_mb(device) - start_mb
+    flops = _count_flops(fn)
+    gflops = flops / median / 1e9
+    return Timing(implementation, size, step, median, best, cfg.batch_size / median, gflops, 100 * gflops / roofline,
+                  peak)
+
+
+def _fresh_process(fn, *args):
+    """``fn(*args)`` in a new spawned process, with this process's thread count (for peak memory
+    and timings that nothing before them has touched)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_with_threads, torch.get_num_threads(), fn, *args).result()
+
+
+def _with_threads(threads: int, fn, *args):
+    torch.set_num_threads(threads)
+    return fn(*args)
 
 
 def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: str | None = None) -> list[Timing]:
     dev = device_mod.choose(device)
     roofline = conv_roofline(dev)
     print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"conv3x3 roofline {roofline:.1f} GFLOP/s")
+          f"conv3x3 roofline {roofline:.1f} GFLOP/s; each step timed in a fresh process")
     rows: list[Timing] = []
     for size in sizes:
         cfg = PROFILES[size]
-        naive = time_steps(cfg, size, "naive", dev, repeats, roofline)
-        fast = time_steps(cfg, size, "fast", dev, repeats, roofline)
-        for n, f in zip(naive, fast):
-            n.ratio = 1.0
-            f.ratio = n.median_s / f.median_s
-        rows += naive + fast
+        layout = device_mod.supernet_layout(dev, cfg.C).name
+        print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout}; naive: NCHW")
+        timed = {(impl, step): _fresh_process(time_step, size, impl, step, dev, repeats, roofline)
+                 for impl in ("naive", "fast") for step in ("weight", "alpha")}
+        for step in ("weight", "alpha"):
+            timed[("naive", step)].ratio = 1.0
+            timed[("fast", step)].ratio = timed[("naive", step)].median_s / timed[("fast", step)].median_s
+        rows += list(timed.values())
     print(format_table(rows))
     return rows
 
 
 def format_table(rows: list[Timing]) -> str:
-    header = f"{'impl':6} {'size':6} {'step':6} {'median s':>9} {'min s':>8} {'img/s':>8} {'GFLOP/s':>8} {'%roof':>6} {'x naive':>8}"
+    header = (f"{'impl':6} {'size':6} {'step':6} {'median s':>9} {'min s':>8} {'img/s':>8} {'GFLOP/s':>8} "
+              f"{'%roof':>6} {'peak +MB':>8} {'x naive':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r.implementation:6} {r.size:6} {r.step:6} {r.median_s:9.4f} {r.min_s:8.4f} "
-                     f"{r.images_per_s:8.1f} {r.gflops:8.1f} {r.roofline_pct:6.1f} {r.ratio:8.2f}")
+                     f"{r.images_per_s:8.1f} {r.gflops:8.1f} {r.roofline_pct:6.1f} {r.peak_mb:8.0f} {r.ratio:8.2f}")
     return "\n".join(lines)
 
 
@@ -144,27 +171,22 @@ def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
     on CPU the process's RSS high-water mark) and its growth over the memory in use before
     the supernet was built.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from bench import methods as methods_mod
 
     stages: list[MethodStage] = []
     predicted: dict[str, dict] = {}
     for name in methods or tuple(methods_mod.METHODS):
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            found, summary = pool.submit(_time_method, name, size, device, steps, torch.get_num_threads()).result()
+        found, summary = _fresh_process(_time_method, name, size, device, steps)
         stages += found
         predicted[name] = summary
     return stages, predicted
 
 
-def _time_method(name: str, size: str, device: str | None, steps: int, threads: int) -> tuple[list, dict]:
+def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[list, dict]:
     """One method's schedule in this (fresh) process; see ``time_methods``."""
     from bench import config, data as data_mod, methods as methods_mod
     from bench.search import build_supernet, train_epoch
 
-    torch.set_num_threads(threads)
     dev = device_mod.choose(device)
     device_mod.peak_memory_reset(dev)
     start_mb = device_mod.peak_memory_mb(dev)

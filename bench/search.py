@@ -48,11 +48,11 @@ def build_supernet(cfg: SearchConfig, seed: int, device: torch.device) -> Supern
                              track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
                              engine_cells=cfg.engine_cells, dst=cfg.dst)
         net.relaxation.temperature = cfg.entran_tau
-        return net.to(device)
+        return net.to(device).use_layout(**vars(device_mod.supernet_layout(device, cfg.C)))
     net = Supernet(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, affine=cfg.affine,
                    track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
                    implementation=cfg.implementation)
-    return net.to(device)
+    return net.to(device).use_layout(**vars(device_mod.supernet_layout(device, cfg.C)))
 
 
 def make_optimizers(net: Supernet, cfg: SearchConfig) -> tuple[torch.optim.SGD, torch.optim.Adam]:

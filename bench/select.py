@@ -98,12 +98,6 @@ class ForwardCounter:
         self._handle.remove()
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def supernet_sample(n: int, seed: int = 0) -> np.ndarray:
     """A fixed, seeded sample of n cell codes with an input-output path (the same for every run)."""
     rng = np.random.default_rng(seed)
@@ -146,6 +140,7 @@ def _apply(run, names, epochs, options, valid_size, allow_none, supernet_tau, da
     from tqdm import tqdm
 
     for epoch, name in tqdm(jobs, desc="select", unit="pair", disable=not progress):
+        device_mod.peak_memory_reset(dev)
         net, state = load_supernet(run, epoch, dev, with_state=True)
         counter = ForwardCounter(net)
         began = time.perf_counter()
@@ -165,7 +160,7 @@ def _apply(run, names, epochs, options, valid_size, allow_none, supernet_tau, da
         counter.close()
         record.update({"epoch": epoch, "criterion": name, "valid_size": valid_size,
                        "cost": {"seconds": round(seconds, 3), "forward_passes": counter.passes,
-                                "images": counter.images, "peak_rss_mb": round(_peak_rss_mb(), 1),
+                                "images": counter.images, "peak_memory_mb": round(device_mod.peak_memory_mb(dev), 1),
                                 "epoch_equivalents": round(seconds / epoch_seconds, 4)}})
         append_jsonl(path, record)
         written.append(record)

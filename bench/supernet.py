@@ -14,7 +14,10 @@ shortcuts against the reference (each tested against ``bench.naive``):
 - ``avg_pool_3x3`` of a node is computed once per node (every edge leaving a node pools
   the same tensor), as a depthwise box-sum convolution divided by a precomputed count
   map, which equals ``AvgPool2d(3, 1, 1, count_include_pad=False)``;
-- ops that are masked (pruned / perturbed), or edges fixed to one op, skip the rest.
+- ops that are masked (pruned / perturbed), or edges fixed to one op, skip the rest;
+- the convs of one kernel size that read the same node run as one wide convolution with
+  one batch norm (``node_convs``), where ``bench.device.supernet_layout`` says it wins;
+- weights and activations in channels_last, likewise where it wins.
 """
 from __future__ import annotations
 
@@ -122,6 +125,9 @@ class MixedEdge(nn.Module):
 class SearchCell(nn.Module):
     """Four nodes, six mixed edges; node j = sum over i<j of edge(i->j)(x_i)."""
 
+    fuse_convs = True
+    """Run the convs of one kind that read the same node as one convolution (``node_convs``)."""
+
     def __init__(self, c: int, affine: bool = False, track: bool = True):
         super().__init__()
         self.edges = nn.ModuleList(MixedEdge(c, affine, track) for _ in space.EDGES)
@@ -129,33 +135,88 @@ class SearchCell(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[Sequence[int]],
                 skip_dropout: float = 0.0) -> torch.Tensor:
         """``weights``: (6, 5) op weights; ``active[e]``: the op indices to compute on edge e;
-        ``skip_dropout``: dropout probability on skip_connect outputs (EoiNAS; 0 = off)."""
+        ``skip_dropout``: dropout probability on skip_connect outputs (EoiNAS; 0 = off).
+
+        Node by node: once node i is complete, every op on the edges leaving it is computed;
+        the terms of each later node are summed in edge order, then op order."""
         nodes = [x]
-        relu: dict[int, torch.Tensor] = {}
-        pool: dict[int, torch.Tensor] = {}
-        for to in (1, 2, 3):
-            total = None
-            for e, (j, i) in enumerate(space.EDGES):
-                if j != to:
-                    continue
-                source = nodes[i]
+        terms: dict[int, list[torch.Tensor]] = {1: [], 2: [], 3: []}
+        for i in (0, 1, 2):
+            source = nodes[i]
+            leaving = [(e, j) for e, (j, src) in enumerate(space.EDGES) if src == i]
+            convs = [(e, op) for e, _ in leaving for op in active[e] if op in (CONV1, CONV3)]
+            conv_out = node_convs(self.edges, F.relu(source), convs, self.fuse_convs) if convs else {}
+            pool = None
+            for e, j in leaving:
                 for op in active[e]:
                     if op == SKIP:
                         y = F.dropout(source, skip_dropout) if skip_dropout > 0 else source
                     elif op == POOL:
-                        if i not in pool:
-                            pool[i] = avg_pool_3x3(source)
-                        y = pool[i]
+                        pool = avg_pool_3x3(source) if pool is None else pool
+                        y = pool
                     elif op in (CONV1, CONV3):
-                        if i not in relu:
-                            relu[i] = F.relu(source)
-                        y = self.edges[e].conv(op)(relu[i])
+                        y = conv_out[(e, op)]
                     else:
                         continue
-                    term = y * weights[e, op]
-                    total = term if total is None else total + term
+                    terms[j].append(y * weights[e, op])
+            total = None
+            for term in terms[i + 1]:
+                total = term if total is None else total + term
             nodes.append(total if total is not None else torch.zeros_like(x))
         return nodes[3]
+
+
+def node_convs(edges: nn.ModuleList, relu_x: torch.Tensor, convs: list[tuple[int, int]],
+               fuse: bool = True) -> dict[tuple[int, int], torch.Tensor]:
+    """``ConvBN`` outputs of the (edge, op) pairs ``convs``, all reading the same node.
+
+    With ``fuse``, the convs of one kernel size run as one convolution whose output channels
+    are the edges' channels side by side, and their BNs as one ``batch_norm`` over them (per
+    channel, so exactly what the separate modules compute); each BN's running statistics and
+    batch counter are updated as ``nn.BatchNorm2d`` does.  One wide conv replaces two or three
+    narrow ones (issue 8)."""
+    out: dict[tuple[int, int], torch.Tensor] = {}
+    for op in (CONV1, CONV3):
+        group = [e for e, o in convs if o == op]
+        if not group:
+            continue
+        modules = [edges[e].conv(op) for e in group]
+        if len(group) == 1 or not fuse:
+            for e, m in zip(group, modules):
+                out[(e, op)] = m(relu_x)
+            continue
+        first = modules[0]
+        weight = torch.cat([m.conv.weight for m in modules])
+        bias = torch.cat([m.conv.bias for m in modules]) if first.conv.bias is not None else None
+        y = F.conv2d(relu_x, weight, bias, padding=first.conv.padding)
+        y = _fused_batch_norm([m.bn for m in modules], y)
+        for e, part in zip(group, y.split(first.conv.out_channels, dim=1)):
+            out[(e, op)] = part
+    return out
+
+
+def _fused_batch_norm(bns: list[nn.BatchNorm2d], y: torch.Tensor) -> torch.Tensor:
+    """``nn.BatchNorm2d.forward`` of several BNs (same settings) on their channels side by side."""
+    bn = bns[0]
+    track = bn.track_running_stats
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and track:
+        for b in bns:
+            b.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    use_batch_stats = bn.training or not track
+    mean = torch.cat([b.running_mean for b in bns]) if track else None
+    var = torch.cat([b.running_var for b in bns]) if track else None
+    weight = torch.cat([b.weight for b in bns]) if bn.affine else None
+    shift = torch.cat([b.bias for b in bns]) if bn.affine else None
+    out = F.batch_norm(y, mean, var, weight, shift, use_batch_stats, momentum, bn.eps)
+    if track and bn.training:
+        with torch.no_grad():
+            for b, m, v in zip(bns, mean.split(bn.num_features), var.split(bn.num_features)):
+                b.running_mean.copy_(m)
+                b.running_var.copy_(v)
+    return out
 
 
 class Supernet(nn.Module):
@@ -186,9 +247,22 @@ class Supernet(nn.Module):
         self.register_buffer("op_mask", torch.ones(space.NUM_EDGES, space.NUM_OPS, dtype=torch.bool))
         self.fixed: list[int | None] = [None] * space.NUM_EDGES
         self.skip_dropout = 0.0
+        self.memory_format = torch.contiguous_format
         if implementation not in ("fast", "naive"):
             raise ValueError(f"implementation must be 'fast' or 'naive', not {implementation!r}")
         self.implementation = implementation
+
+    def use_layout(self, memory_format: torch.memory_format, fuse_convs: bool = True) -> "Supernet":
+        """Keep conv weights and activations in ``memory_format`` and fuse (or not) the convs
+        that read one node (``bench.device.supernet_layout`` chooses both); the naive
+        reference stays NCHW and unfused, as the reference code is."""
+        if self.implementation == "fast":
+            self.memory_format = memory_format
+            self.to(memory_format=memory_format)
+            for block in self.cells:
+                if isinstance(block, SearchCell):
+                    block.fuse_convs = fuse_convs
+        return self
 
     # -- parameters -------------------------------------------------------------------
     def weight_parameters(self) -> list[nn.Parameter]:
@@ -246,7 +320,7 @@ class Supernet(nn.Module):
 
             return naive_forward(self, x, weights)
         active = self.active_ops(compute_mask)
-        h = self.stem(x)
+        h = self.stem(x.contiguous(memory_format=self.memory_format))
         for block in self.cells:
             h = block(h, weights, active, self.skip_dropout if self.training else 0.0) \
                 if isinstance(block, SearchCell) else block(h)

@@ -1,4 +1,5 @@
 """Selection criteria on tiny supernets with hand-checkable cases, and the select command."""
+import copy
 import json
 
 import numpy as np
@@ -56,7 +57,8 @@ def _context(slice_data, size=512, **options):
                                            ("darts-pt", {"bn_mode": "eval"}), ("ostr", {}),
                                            ("ostr", {"variant": "exact"}), ("ostr", {"variant": "abs"})])
 def test_the_only_conv_on_the_path_scores_highest(one_path_net, slice_data, name, options):
-    scores = criteria.compute(name, one_path_net, _context(slice_data, **options))
+    # a copy each: train-mode evaluations update BN running statistics, as in the official code
+    scores = criteria.compute(name, copy.deepcopy(one_path_net), _context(slice_data, **options))
     assert scores[3, 3] > 0
     assert scores[3, 3] == np.nanmax(scores)
     assert space.select_cell(scores)[3] == 3
@@ -142,8 +144,10 @@ def test_select_command_on_a_smoke_run(cifar_root, capsys, isolated_results):
     records = [json.loads(line) for line in (run_dir / "selections.jsonl").read_text().splitlines()]
     assert len(records) == 2 * 6
     one = next(r for r in records if r["criterion"] == "darts-pt" and r["epoch"] == 2)
-    assert one["cost"]["forward_passes"] == 6 * (1 + 5)  # per edge one baseline and 5 masks, one batch each
-    assert one["info"]["evaluations"] == 36 and one["info"]["bn_mode"] == "train"
+    # one baseline, then per edge the 4 ops other than 'none' masked, one batch each
+    assert one["cost"]["forward_passes"] == 1 + 6 * 4
+    assert one["info"]["evaluations"] == 25 and one["info"]["bn_mode"] == "train"
+    assert all(row[0] == 0.0 for row in one["scores"])  # masking 'none' changes nothing
     assert {r["protocol"] for r in one["rank"]} == {"1-arch", "2-op-marginal", "3-op-conditional"}
     assert set(one["accuracies"]) >= {"cifar10_test", "cifar100_test", "ImageNet16-120_test"}
     supernet = next(r for r in records if r["criterion"] == "_supernet")
@@ -177,3 +181,23 @@ def test_darts_pt_projection_decides_every_edge_once(cifar_root, freeze):
         assert torch.equal(after, before)
     else:  # alpha keeps training on undecided edges during tuning
         assert not torch.equal(after, before)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_masking_none_changes_no_logit_so_darts_pt_skips_it(slice_data, mode):
+    """The evaluation darts-pt skips: 'none' masked (weight 0, no renormalisation) equals the base."""
+    from bench.evaluate import evaluate
+
+    net = _tiny(2)
+    with torch.no_grad():
+        net.alpha.normal_(0, 1)
+    batches = fixed_batches(slice_data.alpha, 128, 64)
+    weights = net.arch_weights().detach()
+    base = evaluate(net, batches, mode, weights)
+    for edge in range(6):
+        masked_weights = weights.clone()
+        masked_weights[edge, 0] = 0.0
+        compute_mask = np.ones((6, 5), bool)
+        compute_mask[edge, 0] = False
+        masked = evaluate(net, batches, mode, masked_weights, compute_mask)
+        assert (masked.accuracy, masked.loss) == (base.accuracy, base.loss)

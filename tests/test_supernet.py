@@ -1,4 +1,6 @@
 """The fast supernet against the naive reference, and the discretized networks."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -7,9 +9,14 @@ import torch.nn.functional as F
 from bench.supernet import CellNetwork, Supernet, avg_pool_3x3, count_parameters
 
 
-def _pair(seed=0, C=4, N=1, **kw):
+LAYOUTS = pytest.mark.parametrize("layout", [(torch.contiguous_format, False), (torch.contiguous_format, True),
+                                             (torch.channels_last, False), (torch.channels_last, True)],
+                                   ids=["nchw", "nchw-fused", "nhwc", "nhwc-fused"])
+
+
+def _pair(seed=0, C=4, N=1, layout=(torch.contiguous_format, True), **kw):
     torch.manual_seed(seed)
-    net = Supernet(C=C, N=N, **kw).double()
+    net = Supernet(C=C, N=N, **kw).double().use_layout(*layout)
     with torch.no_grad():
         net.alpha.normal_(0, 1)  # far from uniform so every op's weight matters
     return net
@@ -24,14 +31,24 @@ def _grads(net, x, y, weights=None, compute_mask=None):
 
 
 def _compare(net, x, y, **kw):
+    """Naive and fast passes from the same state: outputs, every gradient, every BN buffer."""
     net.train()
+    fast = copy.deepcopy(net)
     net.implementation = "naive"
     out_n, g_n = _grads(net, x, y, **kw)
-    net.implementation = "fast"
-    out_f, g_f = _grads(net, x, y, **kw)
+    out_f, g_f = _grads(fast, x, y, **kw)
     torch.testing.assert_close(out_f, out_n, rtol=1e-9, atol=1e-10)
     for name in g_n:
         torch.testing.assert_close(g_f[name], g_n[name], rtol=1e-7, atol=1e-10, msg=name)
+    naive_buffers = dict(net.named_buffers())
+    active = fast.active_ops(kw.get("compute_mask"))
+    ops = {"nor_conv_1x1": 2, "nor_conv_3x3": 3}
+    for name, buffer in fast.named_buffers():
+        parts = name.split(".")
+        if "edges" in parts and ops[parts[4]] not in active[int(parts[3])]:
+            continue  # an op the fast pass skips: the naive one still runs (and updates) its BN
+        torch.testing.assert_close(buffer, naive_buffers[name], rtol=1e-9, atol=1e-12, msg=name)
+    net.implementation = "fast"
 
 
 def _batch(seed=1, n=6):
@@ -44,13 +61,24 @@ def test_avg_pool_equals_count_exclude_pad():
     torch.testing.assert_close(avg_pool_3x3(x), F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
 
 
-def test_fast_equals_naive_outputs_and_all_gradients():
-    net = _pair()
+@LAYOUTS
+def test_fast_equals_naive_outputs_and_all_gradients(layout):
+    net = _pair(layout=layout)
     _compare(net, *_batch())
 
 
-def test_fast_equals_naive_with_pruned_and_fixed_edges():
-    net = _pair(seed=3)
+def test_channels_last_layout_is_really_used():
+    net = _pair(layout=(torch.channels_last, True))
+    seen = []
+    net.cells[1].register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    net(_batch()[0])
+    assert seen == [True] and net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@LAYOUTS
+def test_fast_equals_naive_with_pruned_and_fixed_edges(layout):
+    net = _pair(seed=3, layout=layout)
     net.prune(0, 3)
     net.prune(4, 4)
     net.prune(4, 1)
@@ -59,8 +87,9 @@ def test_fast_equals_naive_with_pruned_and_fixed_edges():
     _compare(net, *_batch(2))
 
 
-def test_perturbation_weights_with_compute_mask_equal_naive():
-    net = _pair(seed=4)
+@LAYOUTS
+def test_perturbation_weights_with_compute_mask_equal_naive(layout):
+    net = _pair(seed=4, layout=layout)
     weights = net.arch_weights().detach().clone()
     weights[3, 2] = 0.0  # DARTS-PT style: mask one op, no renormalisation
     mask = np.ones((6, 5), bool)
@@ -137,3 +166,24 @@ def test_paper_size_fast_equals_naive():
     net.prune(2, 4)
     net.fix_edge(4, 3)
     _compare(net, *_batch(7, n=4))
+
+
+def test_layout_rule_and_overrides(monkeypatch):
+    from bench import device
+    from bench.errors import UserError
+
+    monkeypatch.delenv("BENCH_MEMORY_FORMAT", raising=False)
+    monkeypatch.delenv("BENCH_FUSE_CONVS", raising=False)
+    cpu = torch.device("cpu")
+    assert device.supernet_layout(cpu, 8) == device.Layout(torch.contiguous_format, True)
+    assert device.supernet_layout(cpu, 16) == device.Layout(torch.channels_last, False)
+    monkeypatch.setenv("BENCH_MEMORY_FORMAT", "contiguous")
+    monkeypatch.setenv("BENCH_FUSE_CONVS", "0")
+    assert device.supernet_layout(cpu, 16) == device.Layout(torch.contiguous_format, False)
+    monkeypatch.setenv("BENCH_MEMORY_FORMAT", "nhwc")
+    with pytest.raises(UserError, match="BENCH_MEMORY_FORMAT must be one of channels_last, contiguous"):
+        device.supernet_layout(cpu, 16)
+    monkeypatch.setenv("BENCH_MEMORY_FORMAT", "contiguous")
+    monkeypatch.setenv("BENCH_FUSE_CONVS", "yes")
+    with pytest.raises(UserError, match="BENCH_FUSE_CONVS must be 0 or 1"):
+        device.supernet_layout(cpu, 16)
