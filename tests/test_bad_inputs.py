@@ -116,6 +116,8 @@ CASES = [
     # perf and show
     ("perf-unknown-size", ["perf", "--sizes", "giant"], "giant"),
     ("perf-zero-repeats", ["perf", "--repeats", "0"], "--repeats"),
+    ("perf-unknown-method", ["perf", "--methods", "darts,gdas"], "gdas"),
+    ("perf-zero-steps", ["perf", "--methods", "--steps", "0"], "--steps"),
     ("show-missing-run", ["show", "{root}/no-run"], "no-run"),
 ]
 
