@@ -67,6 +67,7 @@ class SearchConfig:
     dst: bool = True                # EnTranNAS: differentiable sparsification with node thresholds
     entran_tau: float = 1.0         # EnTranNAS: engine softmax temperature
     implementation: str = "fast"    # fast or naive supernet forward
+    precision: str = "fp32"         # fp32, or bf16: the supernet forward under bf16 autocast (for GPUs)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,14 +76,24 @@ class SearchConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict:
+        """The fields that identify a run (its id, checkpoint digests): all of them, except that
+        fields added later are left out while they hold the value that reproduces the earlier
+        behaviour (``_DIGEST_NEUTRAL``), so the ids of existing runs stay valid."""
+        return {k: v for k, v in self.to_dict().items() if _DIGEST_NEUTRAL.get(k, _MISSING) != v}
+
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
 
     def replace(self, **changes) -> "SearchConfig":
         return dataclasses.replace(self, **changes)
 
 
-_CHOICES = {"method": ("darts", "darts-fix-alpha", "nap", "eoinas", "entrannas"), "order": ("first", "second"),
+_MISSING = object()
+_DIGEST_NEUTRAL = {"precision": "fp32"}
+"""Fields newer than the first runs, with their behaviour-preserving value (see ``digest``)."""
+
+_CHOICES = {"precision": ("fp32", "bf16"), "method": ("darts", "darts-fix-alpha", "nap", "eoinas", "entrannas"), "order": ("first", "second"),
             "step_order": ("weight-first", "alpha-first"),
             "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive"),
             "eoi_variant": ("paper", "code"), "engine_cells": ("stage-first", "first")}

@@ -6,6 +6,7 @@ the harness names a device.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -79,6 +80,15 @@ def supernet_layout(device: torch.device, channels: int) -> Layout:
     else:
         fuse_convs = device.type == "cuda" or memory_format == torch.contiguous_format
     return Layout(memory_format, fuse_convs)
+
+
+def autocast(device: torch.device, precision: str):
+    """The context of a supernet forward: nothing for ``fp32``; bf16 autocast for ``bf16``
+    (convolutions and matmuls in bfloat16, reductions such as softmax and the loss in fp32).
+    Meant for GPUs with bf16 units; on a CPU without them it runs, slower."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def synchronize(device: torch.device) -> None:

@@ -145,8 +145,8 @@ class EnTranSupernet(Supernet):
                 chosen[e, op] = True
         return chosen
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
-                compute_mask: np.ndarray | None = None) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, weights: torch.Tensor | None = None,
+               compute_mask: np.ndarray | None = None) -> torch.Tensor:
         current = self.arch_weights()
         engine = current if weights is None else weights
         chosen = self.selection(current)

@@ -1,12 +1,14 @@
 """``python -m bench perf``: time supernet steps, fast vs the naive reference, in one run.
 
-For each size (the paper's C=16, N=5 and the ``cpu`` profile's) and implementation, it
-times the weight step and the alpha step (median and min of ``repeats`` steps after
-warm-up) on random CIFAR-shaped batches, counts the convolution and matmul FLOPs of one
-step with ``torch.utils.flop_counter``, and reports images/s, GFLOP/s, the fraction of a
-conv3x3 forward+backward roofline measured by the same script on the same machine, and
-the ratio to the naive implementation.  Ratios are measured side by side; no absolute
-number is asserted anywhere.
+For each size (the paper's C=16, N=5 and the ``cpu`` profile's) and implementation (naive
+reference, optimized fp32, optimized under bf16 autocast), it times the weight step and the
+alpha step (median and min of ``repeats`` steps after warm-up, each step kind in a fresh
+process) on random CIFAR-shaped batches, counts the convolution and matmul FLOPs of one
+step with ``torch.utils.flop_counter``, and reports images/s, GFLOP/s, the fraction of an
+fp32 conv3x3 forward+backward roofline measured by the same script on the same machine,
+the step's peak memory growth and the ratio to the naive implementation.  Ratios are
+measured side by side; no absolute number is asserted anywhere.  ``--methods`` instead
+times the search methods' schedules against DARTS (``time_methods``).
 """
 from __future__ import annotations
 
@@ -81,8 +83,10 @@ def time_step(size: str, implementation: str, step: str, device: torch.device, r
     (``_fresh_process``) so that its peak memory is its own."""
     cfg = PROFILES[size]
     torch.manual_seed(0)
-    net = Supernet(C=cfg.C, N=cfg.N, implementation=implementation).to(device)
+    net = Supernet(C=cfg.C, N=cfg.N, implementation="naive" if implementation == "naive" else "fast").to(device)
     net.use_layout(**vars(device_mod.supernet_layout(device, cfg.C))).train()  # the naive one: NCHW, unfused
+    if implementation == "bf16":
+        net.precision = "bf16"  # the optimized supernet under bf16 autocast (config precision=bf16)
     w_opt, a_opt = make_optimizers(net, cfg)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (cfg.batch_size,), device=device)
@@ -117,17 +121,17 @@ def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: st
     dev = device_mod.choose(device)
     roofline = conv_roofline(dev)
     print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"conv3x3 roofline {roofline:.1f} GFLOP/s; each step timed in a fresh process")
+          f"fp32 conv3x3 roofline {roofline:.1f} GFLOP/s; each step timed in a fresh process; "
+          f"bf16 = fast under bf16 autocast (precision=bf16: other numbers, an option)")
     rows: list[Timing] = []
     for size in sizes:
         cfg = PROFILES[size]
         layout = device_mod.supernet_layout(dev, cfg.C).name
         print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout}; naive: NCHW")
         timed = {(impl, step): _fresh_process(time_step, size, impl, step, dev, repeats, roofline)
-                 for impl in ("naive", "fast") for step in ("weight", "alpha")}
-        for step in ("weight", "alpha"):
-            timed[("naive", step)].ratio = 1.0
-            timed[("fast", step)].ratio = timed[("naive", step)].median_s / timed[("fast", step)].median_s
+                 for impl in ("naive", "fast", "bf16") for step in ("weight", "alpha")}
+        for (impl, step), timing in timed.items():
+            timing.ratio = timed[("naive", step)].median_s / timing.median_s
         rows += list(timed.values())
     print(format_table(rows))
     return rows

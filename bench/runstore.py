@@ -34,10 +34,18 @@ from bench.paths import PROJECT_ROOT, results_dir
 
 
 def run_id(cfg: SearchConfig, seed: int, profile: str) -> str:
-    digest = json.dumps({"config": cfg.to_dict(), "seed": seed}, sort_keys=True)
+    digest = json.dumps({"config": cfg.identity(), "seed": seed}, sort_keys=True)
     import hashlib
 
     return f"{cfg.method}-{profile}-s{seed}-{hashlib.sha256(digest.encode()).hexdigest()[:8]}"
+
+
+def _identity(config: dict) -> dict | None:
+    """``SearchConfig.identity`` of a stored config (None if it no longer parses)."""
+    try:
+        return SearchConfig(**config).identity()
+    except (TypeError, UserError):
+        return None
 
 
 def git_commit() -> str:
@@ -99,7 +107,7 @@ class Run:
         """Create the folder and write config.json; an existing one must describe the same run."""
         if self.config_file.exists():
             old = self.meta()
-            if old["config"] != meta["config"] or old["seed"] != meta["seed"]:
+            if _identity(old["config"]) != _identity(meta["config"]) or old["seed"] != meta["seed"]:
                 raise UserError(f"{self.path} holds a different run (its config.json differs); choose another "
                                 f"experiment name or remove the folder")
             return

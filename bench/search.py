@@ -48,10 +48,11 @@ def build_supernet(cfg: SearchConfig, seed: int, device: torch.device) -> Supern
                              track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
                              engine_cells=cfg.engine_cells, dst=cfg.dst)
         net.relaxation.temperature = cfg.entran_tau
-        return net.to(device).use_layout(**vars(device_mod.supernet_layout(device, cfg.C)))
-    net = Supernet(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, affine=cfg.affine,
-                   track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
-                   implementation=cfg.implementation)
+    else:
+        net = Supernet(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, affine=cfg.affine,
+                       track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
+                       implementation=cfg.implementation)
+    net.precision = cfg.precision
     return net.to(device).use_layout(**vars(device_mod.supernet_layout(device, cfg.C)))
 
 

@@ -248,6 +248,7 @@ class Supernet(nn.Module):
         self.fixed: list[int | None] = [None] * space.NUM_EDGES
         self.skip_dropout = 0.0
         self.memory_format = torch.contiguous_format
+        self.precision = "fp32"  # "bf16": every forward under bf16 autocast (bench.device.autocast)
         if implementation not in ("fast", "naive"):
             raise ValueError(f"implementation must be 'fast' or 'naive', not {implementation!r}")
         self.implementation = implementation
@@ -310,6 +311,17 @@ class Supernet(nn.Module):
     # -- forward ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
                 compute_mask: np.ndarray | None = None) -> torch.Tensor:
+        """Logits (see ``logits``), under autocast when ``precision`` is bf16 (returned in fp32,
+        so the loss is computed in fp32)."""
+        from bench.device import autocast
+
+        if self.precision == "fp32":
+            return self.logits(x, weights, compute_mask)
+        with autocast(x.device, self.precision):
+            return self.logits(x, weights, compute_mask).float()
+
+    def logits(self, x: torch.Tensor, weights: torch.Tensor | None = None,
+               compute_mask: np.ndarray | None = None) -> torch.Tensor:
         """Logits.  ``weights`` overrides the mixing weights (e.g. a perturbation that zeroes
         one op without renormalising); ``compute_mask`` (bool 6 x 5) additionally skips ops
         whose weight the caller knows to be zero."""

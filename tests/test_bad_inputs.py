@@ -78,6 +78,7 @@ CASES = [
     ("search-wrong-type", ["search", "--set", "epochs=ten"], "ten"),
     ("search-zero-epochs", ["search", "--set", "epochs=0"], "epochs"),
     ("search-unknown-key", ["search", "--set", "flavour=1"], "flavour"),
+    ("search-bad-precision", ["search", "--set", "precision=fp16"], "fp32, bf16"),
     ("search-no-equals", ["search", "--set", "epochs"], "key=value"),
     ("search-negative-lr", ["search", "--set", "w_lr=-1"], "w_lr"),
     ("search-zero-batch", ["search", "--set", "batch_size=0"], "batch_size"),

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import config, data, experiment
+from bench.errors import UserError
 from bench.runstore import Run
 from bench.search import (build_supernet, make_optimizers, run_search, unrolled_alpha_gradient,
                           load_supernet)
@@ -176,3 +177,32 @@ def test_fast_alpha_step_equals_the_naive_one():
     torch.testing.assert_close(results["fast"].alpha, results["naive"].alpha, rtol=1e-9, atol=1e-12)
     for (name, a), b in zip(results["fast"].state_dict().items(), results["naive"].state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_bf16_precision_trains_under_autocast_and_agrees_with_fp32(tmp_path, tiny_data):
+    """``precision=bf16`` (meant for GPUs) runs the same search code; logits come back in fp32."""
+    cfg = config.SearchConfig(**{**TINY, "epochs": 1}, precision="bf16")
+    run, net = _run(cfg, tmp_path, "bf16", tiny_data)
+    record = run.epochs()[0]
+    assert net.precision == "bf16" and 0 < record["train_loss"] < 10 and record["valid_acc"] > 0
+    x = data.normalize(tiny_data.alpha.images[:32])
+    net.train()
+    low = net(x)
+    net.precision = "fp32"
+    full = net(x)
+    assert low.dtype == torch.float32
+    assert (low - full).abs().max() < 0.05 * full.abs().max() and not torch.equal(low, full)
+
+
+def test_a_new_field_at_its_neutral_value_keeps_run_ids_and_resumes_old_runs(tmp_path):
+    from bench.runstore import run_id
+
+    cfg = config.SearchConfig(**TINY)
+    old_config = {k: v for k, v in cfg.to_dict().items() if k != "precision"}  # a run made before the field
+    assert cfg.identity() == old_config
+    assert run_id(cfg, 0, "test") != run_id(cfg.replace(precision="bf16"), 0, "test")
+    run = Run(tmp_path / "old")
+    run.start({"config": old_config, "seed": 0, "profile": "test"})
+    run.start({"config": cfg.to_dict(), "seed": 0, "profile": "test"})  # the same run: no error
+    with pytest.raises(UserError, match="holds a different run"):
+        run.start({"config": cfg.replace(precision="bf16").to_dict(), "seed": 0, "profile": "test"})
