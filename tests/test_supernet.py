@@ -143,7 +143,7 @@ def test_discretized_network_inherits_the_supernet_function():
 
 
 def test_none_is_never_computed():
-    net = _pair()
+    net = _pair(layout=(torch.contiguous_format, False))  # one module call per edge conv
     calls = {"conv": 0}
     for module in net.modules():
         if isinstance(module, torch.nn.Conv2d):
@@ -154,6 +154,35 @@ def test_none_is_never_computed():
     net(x)
     # stem 1 + two reductions x 3 convs + one conv per search cell (3 cells)
     assert calls["conv"] == 1 + 2 * 3 + 3
+
+
+class _ConvCalls(torch.overrides.TorchFunctionMode):
+    """Counts every 2-D convolution (module or functional) and its output channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.conv2d:
+            self.calls.append(args[1].shape[0])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("fuse, cell_calls", [(False, 6), (True, 3)])
+def test_fusion_runs_one_wide_conv_per_node(fuse, cell_calls):
+    """All-conv3x3 cells: six C->C convs per cell, or one C->3C, one C->2C and one C->C."""
+    net = _pair(layout=(torch.contiguous_format, fuse))
+    for e in range(6):
+        for op in (1, 2, 4):
+            net.prune(e, op)
+    with _ConvCalls() as mode:
+        net(_batch()[0])
+    cells = [m for m in net.cells if m.__class__.__name__ == "SearchCell"]
+    other = 1 + 2 * 3  # the stem, and two reduction blocks of three convs each
+    assert len(mode.calls) == other + len(cells) * cell_calls
+    if fuse:
+        assert sorted(mode.calls)[-1] == 3 * 16 and 3 * 4 in mode.calls and 2 * 4 in mode.calls
 
 
 @pytest.mark.slow
