@@ -90,3 +90,30 @@ def run_records(run: Path) -> tuple[list, dict]:
     epochs = [(r["epoch"], r["alpha"], r["cell"]) for r in read_jsonl(run / "epochs.jsonl")]
     selections = {(r["epoch"], r["criterion"]): (r["cell"], r["scores"]) for r in read_jsonl(run / "selections.jsonl")}
     return epochs, selections
+
+
+class ConvCalls:
+    """Counts the dense 2-D convolutions (module or functional, groups=1) run inside the block,
+    and their output channels; depthwise ones (the box-sum pooling) are left out."""
+
+    def __enter__(self):
+        import torch.nn.functional as F
+        from torch.overrides import TorchFunctionMode
+
+        calls = self.calls = []
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func is F.conv2d:
+                    groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
+                    if groups == 1:
+                        calls.append(int(args[1].shape[0]))
+                return func(*args, **kwargs)
+
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._mode.__exit__(*exc)

@@ -1,6 +1,7 @@
 """Search methods that change training: fix-alpha, NAP, EoiNAS (smoke-size real runs)."""
 import os
 
+from conftest import ConvCalls
 import numpy as np
 import pytest
 import torch
@@ -70,15 +71,12 @@ def test_nap_prunes_weakest_ops_on_schedule_and_skips_their_compute(tmp_path, ti
             assert gates[e, o] == np.nanmin(gates[e])
     cell = space.parse(records[-1]["method"]["cell"])
     assert cell == tuple(int(np.flatnonzero(row)[0]) for row in mask)
-    # pruned ops are not computed: count conv calls of one forward (one module call per edge conv)
+    # pruned ops are not computed: count the convs of one forward (one call per edge conv, unfused)
     net.use_layout(net.memory_format, fuse_convs=False)
-    calls = {"n": 0}
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            m.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
-    net(torch.randn(2, 3, 32, 32))
+    with ConvCalls() as mode:
+        net(torch.randn(2, 3, 32, 32))
     expected = 1 + 2 * 3 + 3 * sum(op in (2, 3) for op in cell)  # stem, reductions, cell convs
-    assert calls["n"] == expected
+    assert len(mode.calls) == expected
 
 
 def test_nap_none_threshold_discards_weak_edges():
@@ -143,14 +141,6 @@ def test_dst_hand_computed():
     assert (high[1:3, 1:] > 0).all()  # ties at the max all survive
 
 
-def _count_convs(net):
-    calls = {"n": 0}
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            m.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
-    return calls
-
-
 def test_feature_sharing_and_transit_cells_skip_work():
     from bench.entrannas import EnTranSupernet
 
@@ -160,16 +150,16 @@ def test_feature_sharing_and_transit_cells_skip_work():
         net.alpha.fill_(-5.0)
         net.alpha[:, 3] = 5.0  # conv3x3 dominates every edge; DST keeps only it
     assert net.derived_cell() == ((3,) * 6, 0)
-    calls = _count_convs(net)
-    net(torch.randn(2, 3, 32, 32))
+    with ConvCalls() as mode:
+        net(torch.randn(2, 3, 32, 32))
     # stem + 2 reductions x 3 convs; 6 cells: conv3x3 computed once per source node (3), shared by its edges
-    assert calls["n"] == 1 + 6 + 6 * 3
+    assert len(mode.calls) == 1 + 6 + 6 * 3
     with torch.no_grad():
         net.alpha[:, 3] = -5.0
         net.alpha[:, 1] = 5.0  # skip everywhere: transit and engine cells compute no conv
-    calls["n"] = 0
-    net(torch.randn(2, 3, 32, 32))
-    assert calls["n"] == 1 + 6
+    with ConvCalls() as mode:
+        net(torch.randn(2, 3, 32, 32))
+    assert len(mode.calls) == 1 + 6
 
 
 def test_entrannas_smoke_run_records_dst_and_trains_thresholds(tmp_path, tiny_data, cifar_root):

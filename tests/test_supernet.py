@@ -1,6 +1,7 @@
 """The fast supernet against the naive reference, and the discretized networks."""
 import copy
 
+from conftest import ConvCalls
 import numpy as np
 import pytest
 import torch
@@ -143,30 +144,14 @@ def test_discretized_network_inherits_the_supernet_function():
 
 
 def test_none_is_never_computed():
-    net = _pair(layout=(torch.contiguous_format, False))  # one module call per edge conv
-    calls = {"conv": 0}
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.register_forward_hook(lambda *a: calls.__setitem__("conv", calls["conv"] + 1))
+    net = _pair()
     x, _ = _batch()
     for e in range(6):
         net.fix_edge(e, 0 if e != 3 else 2)  # only 3<-0 is a conv1x1
-    net(x)
+    with ConvCalls() as mode:
+        net(x)
     # stem 1 + two reductions x 3 convs + one conv per search cell (3 cells)
-    assert calls["conv"] == 1 + 2 * 3 + 3
-
-
-class _ConvCalls(torch.overrides.TorchFunctionMode):
-    """Counts every 2-D convolution (module or functional) and its output channels."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is F.conv2d:
-            self.calls.append(args[1].shape[0])
-        return func(*args, **(kwargs or {}))
+    assert len(mode.calls) == 1 + 2 * 3 + 3
 
 
 @pytest.mark.parametrize("fuse, cell_calls", [(False, 6), (True, 3)])
@@ -176,7 +161,7 @@ def test_fusion_runs_one_wide_conv_per_node(fuse, cell_calls):
     for e in range(6):
         for op in (1, 2, 4):
             net.prune(e, op)
-    with _ConvCalls() as mode:
+    with ConvCalls() as mode:
         net(_batch()[0])
     cells = [m for m in net.cells if m.__class__.__name__ == "SearchCell"]
     other = 1 + 2 * 3  # the stem, and two reduction blocks of three convs each
