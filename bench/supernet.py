@@ -17,7 +17,8 @@ shortcuts against the reference (each tested against ``bench.naive``):
 - ops that are masked (pruned / perturbed), or edges fixed to one op, skip the rest;
 - the convs of one kernel size that read the same node run as one wide convolution with
   one batch norm (``node_convs``), where ``bench.device.supernet_layout`` says it wins;
-- weights and activations in channels_last, likewise where it wins.
+- weights and activations in channels_last, likewise where it wins;
+- each node accumulates ``total + w * y`` with ``addcmul`` (one pass over memory per term).
 """
 from __future__ import annotations
 
@@ -137,10 +138,11 @@ class SearchCell(nn.Module):
         """``weights``: (6, 5) op weights; ``active[e]``: the op indices to compute on edge e;
         ``skip_dropout``: dropout probability on skip_connect outputs (EoiNAS; 0 = off).
 
-        Node by node: once node i is complete, every op on the edges leaving it is computed;
-        the terms of each later node are summed in edge order, then op order."""
+        Node by node: once node i is complete, every op on the edges leaving it is computed and
+        added, weighted, to the running total of its destination node, in edge order, then op
+        order."""
         nodes = [x]
-        terms: dict[int, list[torch.Tensor]] = {1: [], 2: [], 3: []}
+        totals: dict[int, torch.Tensor | None] = {1: None, 2: None, 3: None}
         for i in (0, 1, 2):
             source = nodes[i]
             leaving = [(e, j) for e, (j, src) in enumerate(space.EDGES) if src == i]
@@ -158,10 +160,10 @@ class SearchCell(nn.Module):
                         y = conv_out[(e, op)]
                     else:
                         continue
-                    terms[j].append(y * weights[e, op])
-            total = None
-            for term in terms[i + 1]:
-                total = term if total is None else total + term
+                    # total + y * w in one pass over memory (instead of a product, then a sum)
+                    total = totals[j]
+                    totals[j] = y * weights[e, op] if total is None else torch.addcmul(total, y, weights[e, op])
+            total = totals[i + 1]
             nodes.append(total if total is not None else torch.zeros_like(x))
         return nodes[3]
 
