@@ -103,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     perf = sub.add_parser("perf", help="benchmark the supernet steps against the naive reference")
     perf.add_argument("--repeats", type=int, default=10, help="timed steps per measurement (default 10)")
-    perf.add_argument("--sizes", default="paper,cpu", help="profiles whose sizes to time (default paper,cpu)")
+    perf.add_argument("--sizes", help="profiles whose sizes to time (default paper,cpu; with --methods, cpu)")
     perf.add_argument("--device")
     perf.add_argument("--methods", nargs="?", const="all", default=None,
-                      help="instead: time every search method's schedule against DARTS at --sizes (default cpu); "
+                      help="instead: time every search method's schedule against DARTS at each of --sizes; "
                            "optionally a comma-separated list of methods")
     perf.add_argument("--steps", type=int, default=5, help="with --methods: step pairs timed per epoch (default 5)")
 
@@ -314,7 +314,7 @@ def cmd_perf(args) -> int:
     from bench import config, perf
     from bench import device as device_mod
 
-    sizes = tuple(s.strip() for s in args.sizes.split(","))
+    sizes = tuple(s.strip() for s in (args.sizes or ("cpu" if args.methods is not None else "paper,cpu")).split(","))
     for s in sizes:
         config.profile(s)
     if args.repeats < 1 or args.steps < 1:
@@ -328,11 +328,11 @@ def cmd_perf(args) -> int:
             raise UserError(f"Unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}")
         if "darts" not in names:
             names = ("darts",) + names  # the baseline of the ratio
-        size = "cpu" if args.sizes == "paper,cpu" else sizes[0]
-        print(f"device {device_mod.choose(args.device)}, threads {torch.get_num_threads()}, size {size}, "
-              f"{args.steps} step pairs per epoch")
-        stages, predicted = perf.time_methods(size, args.device, args.steps, names)
-        print(perf.format_methods(stages, predicted))
+        for size in sizes:
+            print(f"device {device_mod.choose(args.device)}, threads {torch.get_num_threads()}, size {size}, "
+                  f"{args.steps} step pairs per epoch")
+            stages, predicted = perf.time_methods(size, args.device, args.steps, names)
+            print(perf.format_methods(stages, predicted))
         return 0
     perf.run(repeats=args.repeats, sizes=sizes, device=args.device)
     return 0

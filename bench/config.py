@@ -93,8 +93,8 @@ _MISSING = object()
 _DIGEST_NEUTRAL = {"precision": "fp32"}
 """Fields newer than the first runs, with their behaviour-preserving value (see ``digest``)."""
 
-_CHOICES = {"precision": ("fp32", "bf16"), "method": ("darts", "darts-fix-alpha", "nap", "eoinas", "entrannas"), "order": ("first", "second"),
-            "step_order": ("weight-first", "alpha-first"),
+_CHOICES = {"method": ("darts", "darts-fix-alpha", "nap", "eoinas", "entrannas"), "order": ("first", "second"),
+            "precision": ("fp32", "bf16"), "step_order": ("weight-first", "alpha-first"),
             "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive"),
             "eoi_variant": ("paper", "code"), "engine_cells": ("stage-first", "first")}
 _POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every")

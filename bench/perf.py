@@ -23,8 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench import device as device_mod
 from bench.config import PROFILES
-from bench.search import alpha_step, make_optimizers, weight_step
-from bench.supernet import Supernet
+from bench.search import alpha_step, build_supernet, make_optimizers, weight_step
 
 
 @dataclass
@@ -81,12 +80,10 @@ def time_step(size: str, implementation: str, step: str, device: torch.device, r
               roofline: float) -> Timing:
     """One step kind of one implementation at one size; run it in a fresh process
     (``_fresh_process``) so that its peak memory is its own."""
-    cfg = PROFILES[size]
-    torch.manual_seed(0)
-    net = Supernet(C=cfg.C, N=cfg.N, implementation="naive" if implementation == "naive" else "fast").to(device)
-    net.use_layout(**vars(device_mod.supernet_layout(device, cfg.C))).train()  # the naive one: NCHW, unfused
-    if implementation == "bf16":
-        net.precision = "bf16"  # the optimized supernet under bf16 autocast (config precision=bf16)
+    # naive: the reference (NCHW, unfused); bf16: the optimized supernet under precision=bf16
+    cfg = PROFILES[size].replace(implementation="naive" if implementation == "naive" else "fast",
+                                 precision="bf16" if implementation == "bf16" else "fp32")
+    net = build_supernet(cfg, 0, device).train()
     w_opt, a_opt = make_optimizers(net, cfg)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (cfg.batch_size,), device=device)
@@ -189,7 +186,7 @@ def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
 def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[list, dict]:
     """One method's schedule in this (fresh) process; see ``time_methods``."""
     from bench import config, data as data_mod, methods as methods_mod
-    from bench.search import build_supernet, train_epoch
+    from bench.search import train_epoch
 
     dev = device_mod.choose(device)
     device_mod.peak_memory_reset(dev)

@@ -317,10 +317,9 @@ class Supernet(nn.Module):
         so the loss is computed in fp32)."""
         from bench.device import autocast
 
-        if self.precision == "fp32":
-            return self.logits(x, weights, compute_mask)
         with autocast(x.device, self.precision):
-            return self.logits(x, weights, compute_mask).float()
+            out = self.logits(x, weights, compute_mask)
+        return out if self.precision == "fp32" else out.float()  # fp32 as it is (float64 nets too)
 
     def logits(self, x: torch.Tensor, weights: torch.Tensor | None = None,
                compute_mask: np.ndarray | None = None) -> torch.Tensor:

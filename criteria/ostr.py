@@ -61,17 +61,9 @@ def taylor_strength(supernet, batches, mode: str = "eval", absolute: bool = Fals
 
 
 def exact_loss_change(supernet, batches, mode: str = "eval") -> np.ndarray:
-    """L_val with op o on edge e removed (weight 0, no renormalisation) minus L_val."""
-    weights = supernet.arch_weights().detach()
-    base = evaluate(supernet, batches, mode, weights).loss
-    scores = np.full((6, 5), np.nan)
-    for edge in range(6):
-        for op in range(5):
-            if not bool(supernet.op_mask[edge, op]):
-                continue
-            w = weights.clone()
-            w[edge, op] = 0.0
-            mask = np.ones((6, 5), dtype=bool)
-            mask[edge, op] = False
-            scores[edge, op] = evaluate(supernet, batches, mode, w, mask).loss - base
-    return scores
+    """L_val with op o on edge e removed (weight 0, no renormalisation) minus L_val: DARTS-PT's
+    mask test with ``crit=loss`` (``darts_pt.edge_drops``), one unmasked evaluation for all edges."""
+    from criteria.darts_pt import edge_drops
+
+    base = evaluate(supernet, batches, mode, supernet.arch_weights().detach())
+    return np.stack([edge_drops(supernet, batches, edge, "loss", mode, base)[0] for edge in range(6)])

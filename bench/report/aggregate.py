@@ -161,17 +161,15 @@ def load(experiment: str | Path, truth=None) -> Experiment:
         own_criterion = method.cell_criterion if method is not None else None
         for rec in read_jsonl(info.path / "epochs.jsonl"):
             epoch = int(rec["epoch"])
-            search_rec = {**rec, "cell": _search_cell(rec)}
-            if own_criterion is not None:
-                search_rec = None  # the method's cell is a criterion's: taken from selections below
-            elif search_rec["cell"] is not None and search_rec["cell"] != rec.get("cell"):
-                search_rec.pop("accuracies", None)  # the method's own cell: looked up below
-                search_rec.pop("parameter_free_ops", None)
-            if search_rec is not None:
+            if own_criterion is None:  # else the method's cell is a criterion's: taken from selections below
+                search_rec = {**rec, "cell": _search_cell(rec)}
+                if search_rec["cell"] is not None and search_rec["cell"] != rec.get("cell"):
+                    search_rec.pop("accuracies", None)  # the method's own cell: looked up below
+                    search_rec.pop("parameter_free_ops", None)
                 sel_rows.append(_selection_row(info, search_rec, SEARCH))
-            if search_rec is not None and rec.get("tau_arch") and search_rec["cell"] == rec.get("cell"):
-                tau = rec["tau_arch"]
-                rank_rows += _rank_rows(info, epoch, SEARCH, [{"protocol": "1-arch", "subset": "all", **tau}])
+                if rec.get("tau_arch") and search_rec["cell"] == rec.get("cell"):
+                    tau = rec["tau_arch"]
+                    rank_rows += _rank_rows(info, epoch, SEARCH, [{"protocol": "1-arch", "subset": "all", **tau}])
             weights = rec.get("weights")
             epoch_rows.append({**_base(info), "epoch": epoch, "valid_acc": rec.get("valid_acc", np.nan),
                                "valid_loss": rec.get("valid_loss", np.nan), "train_acc": rec.get("train_acc", np.nan),
