@@ -1,10 +1,10 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - builds .venv and CIFAR-10 (from ../shared/data when present), runs the smoke search
+#   make demo   - builds .venv and CIFAR-10 (from $BENCH_SHARED_DATA or ../shared/data when present), runs the smoke search
 #   make test   - builds .venv and runs the test suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-SHARED ?= ../shared/data
+SHARED ?= $(or $(BENCH_SHARED_DATA),../shared/data)
 
 .PHONY: venv data test test-slow soak demo perf clean
 
