@@ -108,7 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--methods", nargs="?", const="all", default=None,
                       help="instead: time every search method's schedule against DARTS at each of --sizes; "
                            "optionally a comma-separated list of methods")
-    perf.add_argument("--steps", type=int, default=5, help="with --methods: step pairs timed per epoch (default 5)")
+    perf.add_argument("--epoch", action="store_true",
+                      help="instead: time one whole DARTS search epoch per implementation at each of --sizes "
+                           "(default cpu)")
+    perf.add_argument("--steps", type=int, default=None,
+                      help="with --methods: step pairs timed per epoch (default 5); with --epoch: cut the epoch "
+                           "to this many step pairs (default: all)")
 
     demo = sub.add_parser("demo", help="build the data if needed, run the smoke profile, print the result")
     demo.add_argument("--seed", type=int, default=0)
@@ -314,11 +319,20 @@ def cmd_perf(args) -> int:
     from bench import config, perf
     from bench import device as device_mod
 
-    sizes = tuple(s.strip() for s in (args.sizes or ("cpu" if args.methods is not None else "paper,cpu")).split(","))
+    if args.epoch and args.methods is not None:
+        raise UserError("perf: choose --epoch or --methods, not both")
+    single = args.methods is not None or args.epoch
+    sizes = tuple(s.strip() for s in (args.sizes or ("cpu" if single else "paper,cpu")).split(","))
     for s in sizes:
         config.profile(s)
-    if args.repeats < 1 or args.steps < 1:
+    if args.repeats < 1 or (args.steps is not None and args.steps < 1):
         raise UserError("--repeats and --steps must be at least 1")
+    if args.epoch:
+        for size in sizes:
+            print(f"device {device_mod.choose(args.device)}, threads {torch.get_num_threads()}, size {size}, "
+                  f"one DARTS search epoch per implementation, each in a fresh process")
+            print(perf.format_epochs(size, perf.time_epoch(size, args.device, args.steps)))
+        return 0
     if args.methods is not None:
         from bench.methods import METHODS
 
@@ -330,8 +344,8 @@ def cmd_perf(args) -> int:
             names = ("darts",) + names  # the baseline of the ratio
         for size in sizes:
             print(f"device {device_mod.choose(args.device)}, threads {torch.get_num_threads()}, size {size}, "
-                  f"{args.steps} step pairs per epoch")
-            stages, predicted = perf.time_methods(size, args.device, args.steps, names)
+                  f"{args.steps or 5} step pairs per epoch")
+            stages, predicted = perf.time_methods(size, args.device, args.steps or 5, names)
             print(perf.format_methods(stages, predicted))
         return 0
     perf.run(repeats=args.repeats, sizes=sizes, device=args.device)

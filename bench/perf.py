@@ -1,14 +1,16 @@
 """``python -m bench perf``: time supernet steps, fast vs the naive reference, in one run.
 
-For each size (the paper's C=16, N=5 and the ``cpu`` profile's) and implementation (naive
-reference, optimized fp32, optimized under bf16 autocast), it times the weight step and the
+For each size (the paper's C=16, N=5 and the ``cpu`` profile's) and implementation
+(``IMPLEMENTATIONS``: the naive reference, the optimized supernet eager, compiled as the
+search runs it, and under bf16 autocast), it times the weight step and the
 alpha step (median and min of ``repeats`` steps after warm-up, each step kind in a fresh
 process) on random CIFAR-shaped batches, counts the convolution and matmul FLOPs of one
 step with ``torch.utils.flop_counter``, and reports images/s, GFLOP/s, the fraction of an
 fp32 conv3x3 forward+backward roofline measured by the same script on the same machine,
 the step's peak memory growth and the ratio to the naive implementation.  Ratios are
 measured side by side; no absolute number is asserted anywhere.  ``--methods`` instead
-times the search methods' schedules against DARTS (``time_methods``).
+times the search methods' schedules against DARTS (``time_methods``), ``--epoch`` one whole
+search epoch per implementation (``time_epoch``).
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ class Timing:
     roofline_pct: float
     peak_mb: float
     """Memory growth of the step's process over what it held once the supernet was built."""
+    first_s: float
+    """The first step, compilation included for the compiled rows."""
     ratio: float = float("nan")
 
 
@@ -76,14 +80,25 @@ def _count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
+IMPLEMENTATIONS = {
+    "naive": "the reference: every op computed, NCHW, unfused, eager",
+    "eager": "the optimized supernet without torch.compile",
+    "compiled": "the optimized supernet as the search runs it (torch.compile where the layout says so)",
+    "bf16": "compiled under bf16 autocast (precision=bf16: other numbers, an option)",
+}
+
+
+def _step_config(size: str, implementation: str):
+    return PROFILES[size].replace(implementation="naive" if implementation == "naive" else "fast",
+                                  precision="bf16" if implementation == "bf16" else "fp32")
+
+
 def time_step(size: str, implementation: str, step: str, device: torch.device, repeats: int,
               roofline: float) -> Timing:
-    """One step kind of one implementation at one size; run it in a fresh process
-    (``_fresh_process``) so that its peak memory is its own."""
-    # naive: the reference (NCHW, unfused); bf16: the optimized supernet under precision=bf16
-    cfg = PROFILES[size].replace(implementation="naive" if implementation == "naive" else "fast",
-                                 precision="bf16" if implementation == "bf16" else "fp32")
-    net = build_supernet(cfg, 0, device).train()
+    """One step kind of one implementation (``IMPLEMENTATIONS``) at one size; run it in a fresh
+    process (``_fresh_process``) so that its peak memory and its compilation are its own."""
+    cfg = _step_config(size, implementation)
+    net = build_supernet(cfg, 0, device, compile=implementation in ("compiled", "bf16")).train()
     w_opt, a_opt = make_optimizers(net, cfg)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (cfg.batch_size,), device=device)
@@ -91,12 +106,18 @@ def time_step(size: str, implementation: str, step: str, device: torch.device, r
           "alpha": lambda: alpha_step(net, a_opt, x, y)}[step]
     device_mod.peak_memory_reset(device)
     start_mb = device_mod.peak_memory_mb(device)
+    began = time.perf_counter()
+    fn()
+    device_mod.synchronize(device)
+    first = time.perf_counter() - began
     median, best = _time(fn, device, repeats)
     peak = device_mod.peak_memory_mb(device) - start_mb
+    compiled, net.compiled = net.compiled, False  # count FLOPs on the eager step: the same convs and matmuls
     flops = _count_flops(fn)
+    net.compiled = compiled
     gflops = flops / median / 1e9
     return Timing(implementation, size, step, median, best, cfg.batch_size / median, gflops, 100 * gflops / roofline,
-                  peak)
+                  peak, first)
 
 
 def _fresh_process(fn, *args):
@@ -118,15 +139,17 @@ def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: st
     dev = device_mod.choose(device)
     roofline = conv_roofline(dev)
     print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"fp32 conv3x3 roofline {roofline:.1f} GFLOP/s; each step timed in a fresh process; "
-          f"bf16 = fast under bf16 autocast (precision=bf16: other numbers, an option)")
+          f"fp32 conv3x3 roofline {roofline:.1f} GFLOP/s; each step timed in a fresh process")
+    for name, meaning in IMPLEMENTATIONS.items():
+        print(f"  {name:8}: {meaning}")
     rows: list[Timing] = []
     for size in sizes:
         cfg = PROFILES[size]
-        layout = device_mod.supernet_layout(dev, cfg.C).name
-        print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout}; naive: NCHW")
+        layout = device_mod.supernet_layout(dev, cfg.C)
+        print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout.name}")
+        implementations = [i for i in IMPLEMENTATIONS if i != "compiled" or layout.compile]
         timed = {(impl, step): _fresh_process(time_step, size, impl, step, dev, repeats, roofline)
-                 for impl in ("naive", "fast", "bf16") for step in ("weight", "alpha")}
+                 for impl in implementations for step in ("weight", "alpha")}
         for (impl, step), timing in timed.items():
             timing.ratio = timed[("naive", step)].median_s / timing.median_s
         rows += list(timed.values())
@@ -135,12 +158,61 @@ def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: st
 
 
 def format_table(rows: list[Timing]) -> str:
-    header = (f"{'impl':6} {'size':6} {'step':6} {'median s':>9} {'min s':>8} {'img/s':>8} {'GFLOP/s':>8} "
-              f"{'%roof':>6} {'peak +MB':>8} {'x naive':>8}")
+    header = (f"{'impl':8} {'size':6} {'step':6} {'median s':>9} {'min s':>8} {'img/s':>8} {'GFLOP/s':>8} "
+              f"{'%roof':>6} {'peak +MB':>8} {'first s':>8} {'x naive':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r.implementation:6} {r.size:6} {r.step:6} {r.median_s:9.4f} {r.min_s:8.4f} "
-                     f"{r.images_per_s:8.1f} {r.gflops:8.1f} {r.roofline_pct:6.1f} {r.peak_mb:8.0f} {r.ratio:8.2f}")
+        lines.append(f"{r.implementation:8} {r.size:6} {r.step:6} {r.median_s:9.4f} {r.min_s:8.4f} "
+                     f"{r.images_per_s:8.1f} {r.gflops:8.1f} {r.roofline_pct:6.1f} {r.peak_mb:8.0f} {r.first_s:8.1f} "
+                     f"{r.ratio:8.2f}")
+    return "\n".join(lines)
+
+
+def time_epoch(size: str = "cpu", device: str | None = None, steps: int | None = None) -> dict[str, dict]:
+    """Seconds of one whole DARTS search epoch (``train_epoch``: every weight step, its alpha
+    step and the alpha batches' loss and accuracy) at ``size`` for the naive reference, the
+    eager optimized supernet and, where the layout compiles, the compiled one, each in a fresh
+    process after an untimed two-step epoch (which compiles what the search compiles).
+    ``steps`` cuts the epoch (default: the profile's whole weight half)."""
+    compiles = device_mod.supernet_layout(device_mod.choose(device), PROFILES[size].C).compile
+    implementations = ("naive", "eager", "compiled") if compiles else ("naive", "eager")
+    return {impl: _fresh_process(_time_epoch, size, impl, device, steps) for impl in implementations}
+
+
+def _time_epoch(size: str, implementation: str, device: str | None, steps: int | None) -> dict:
+    from bench import data as data_mod
+    from bench.search import train_epoch
+
+    dev = device_mod.choose(device)
+    cfg = _step_config(size, implementation)
+    rng = np.random.default_rng(0)
+
+    def fake(n: int):
+        return data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev)
+
+    n = cfg.weight_size if steps is None else steps * cfg.batch_size
+    data = data_mod.SearchData(fake(n), fake(min(n, cfg.alpha_size)), None, np.arange(n), np.arange(n))
+    two = 2 * cfg.batch_size
+    warm = data_mod.SearchData(fake(two), fake(two), None, np.arange(two), np.arange(two))
+    net = build_supernet(cfg, 0, dev, compile=implementation in ("compiled", "bf16"))
+    w_opt, a_opt = make_optimizers(net, cfg)
+    began = time.perf_counter()
+    train_epoch(net, w_opt, a_opt, cfg, warm, 0, 0, progress=False)
+    warm_up = time.perf_counter() - began
+    device_mod.synchronize(dev)
+    began = time.perf_counter()
+    stats = train_epoch(net, w_opt, a_opt, cfg, data, 0, 0, progress=False)
+    device_mod.synchronize(dev)
+    return {"seconds": time.perf_counter() - began, "steps": stats["steps"], "warm_up_s": warm_up}
+
+
+def format_epochs(size: str, timed: dict[str, dict]) -> str:
+    base = timed.get("naive", {}).get("seconds", float("nan"))
+    lines = [f"{'impl':8} {'size':6} {'steps':>6} {'epoch s':>9} {'s/step pair':>11} {'x naive':>8} {'warm-up s':>9}"]
+    lines.append("-" * len(lines[0]))
+    for impl, t in timed.items():
+        lines.append(f"{impl:8} {size:6} {t['steps']:6d} {t['seconds']:9.1f} {t['seconds'] / t['steps']:11.4f} "
+                     f"{base / t['seconds']:8.2f} {t['warm_up_s']:9.1f}")
     return "\n".join(lines)
 
 
@@ -163,7 +235,9 @@ def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
     Each method runs in a fresh process (so that neither time nor memory carries over from
     the one before), one after the other, with this process's thread count.  It runs its
     whole epoch schedule at ``size`` through the real search code (``train_epoch`` with the
-    method's hooks: pruning, warm-up, frozen alpha, transit cells), every epoch cut to
+    method's hooks: pruning, warm-up, frozen alpha, transit cells; compiled where the search
+    compiles, each new schedule state first getting an untimed epoch whose seconds are
+    reported as the warm-up), every epoch cut to
     ``steps`` weight+alpha step pairs on random CIFAR-shaped data.  Epochs in the same state
     (ops alive per edge, alpha training or not) are pooled; the predicted search time is the
     sum over epochs of the state's median seconds per step pair times the profile's steps per
@@ -198,15 +272,21 @@ def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[
         data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev),
         data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev),
         None, np.arange(n), np.arange(n))
-    net = build_supernet(cfg, 0, dev)
+    net = build_supernet(cfg, 0, dev, compile=True)
     method = methods_mod.get(cfg, 0)
     method.setup(net)
     w_opt, a_opt = make_optimizers(net, cfg)
-    train_epoch(net, w_opt, a_opt, cfg, fake, 0, 0, progress=False, method=methods_mod.Method(cfg, 0))  # warm-up
     by_state: dict[tuple, list] = {}
+    warm_up_s = 0.0
     for epoch in range(cfg.epochs):
         state = ("/".join(str(int(k)) for k in net.op_mask.sum(1).tolist()), method.alpha_trains(epoch))
         method.start_epoch(net, epoch)
+        if state not in by_state:  # an untimed epoch without the method's hooks: compiles the state's graphs
+            began = time.perf_counter()
+            warm_cfg = cfg.replace(freeze_alpha=not state[1])
+            train_epoch(net, w_opt, a_opt, warm_cfg, fake, 0, epoch, progress=False,
+                        method=methods_mod.Method(warm_cfg, 0))
+            warm_up_s += time.perf_counter() - began
         device_mod.synchronize(dev)
         began = time.perf_counter()
         train_epoch(net, w_opt, a_opt, cfg, fake, 0, epoch, progress=False, method=method)
@@ -222,7 +302,7 @@ def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[
         stages.append(MethodStage(name, [e for e, _ in samples], ops, trains, statistics.median(seconds), min(seconds)))
         total += stages[-1].median_s * full_steps * len(samples)
     peak = device_mod.peak_memory_mb(dev)
-    return stages, {"seconds": total, "peak_mb": peak, "growth_mb": peak - start_mb}
+    return stages, {"seconds": total, "peak_mb": peak, "growth_mb": peak - start_mb, "warm_up_s": warm_up_s}
 
 
 def format_methods(stages: list[MethodStage], predicted: dict[str, dict], baseline: str = "darts") -> str:
@@ -232,8 +312,11 @@ def format_methods(stages: list[MethodStage], predicted: dict[str, dict], baseli
         span = f"{s.epochs[0]}-{s.epochs[-1]}" if len(s.epochs) > 1 else str(s.epochs[0])
         lines.append(f"{s.method:16} {span:>9} {s.ops_per_edge:>12} {'yes' if s.alpha_trains else 'no':>5} "
                      f"{s.median_s:9.4f} {s.min_s:7.4f}")
-    lines += ["", f"{'method':16} {'predicted search s':>18} {'x ' + baseline + ' time':>14} {'peak MB':>8} {'+MB':>6}"]
+    lines += ["", f"{'method':16} {'predicted search s':>18} {'x ' + baseline + ' time':>14} {'peak MB':>8} {'+MB':>6} "
+                  f"{'warm-up s':>9}"]
     base = predicted.get(baseline, {}).get("seconds", float("nan"))
     for name, out in predicted.items():
-        lines.append(f"{name:16} {out['seconds']:18.0f} {out['seconds'] / base:14.2f} {out['peak_mb']:8.0f} {out['growth_mb']:6.0f}")
+        lines.append(f"{name:16} {out['seconds']:18.0f} {out['seconds'] / base:14.2f} {out['peak_mb']:8.0f} "
+                     f"{out['growth_mb']:6.0f} {out['warm_up_s']:9.1f}")
+    lines.append("warm-up s: the untimed epochs that start each schedule state (compilation, where the search compiles)")
     return "\n".join(lines)

@@ -18,7 +18,10 @@ shortcuts against the reference (each tested against ``bench.naive``):
 - the convs of one kernel size that read the same node run as one wide convolution with
   one batch norm (``node_convs``), where ``bench.device.supernet_layout`` says it wins;
 - weights and activations in channels_last, likewise where it wins;
-- each node accumulates ``total + w * y`` with ``addcmul`` (one pass over memory per term).
+- each node accumulates ``total + w * y`` with ``addcmul`` (one pass over memory per term);
+- the search's training forwards (and their backwards) through ``torch.compile``, where the
+  layout says it pays (``Supernet._compiles``): inductor fuses each chain of batch norm,
+  ReLU, dropout and weighted sums into one kernel.
 """
 from __future__ import annotations
 
@@ -134,9 +137,10 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(MixedEdge(c, affine, track) for _ in space.EDGES)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[Sequence[int]],
-                skip_dropout: float = 0.0) -> torch.Tensor:
+                skip_dropout: float | torch.Tensor = 0.0) -> torch.Tensor:
         """``weights``: (6, 5) op weights; ``active[e]``: the op indices to compute on edge e;
-        ``skip_dropout``: dropout probability on skip_connect outputs (EoiNAS; 0 = off).
+        ``skip_dropout``: dropout probability on skip_connect outputs (EoiNAS; 0 = off; a
+        tensor in compiled forwards, see ``_skip_dropout``).
 
         Node by node: once node i is complete, every op on the edges leaving it is computed and
         added, weighted, to the running total of its destination node, in edge order, then op
@@ -152,7 +156,7 @@ class SearchCell(nn.Module):
             for e, j in leaving:
                 for op in active[e]:
                     if op == SKIP:
-                        y = F.dropout(source, skip_dropout) if skip_dropout > 0 else source
+                        y = _skip_dropout(source, skip_dropout)
                     elif op == POOL:
                         pool = avg_pool_3x3(source) if pool is None else pool
                         y = pool
@@ -166,6 +170,16 @@ class SearchCell(nn.Module):
             total = totals[i + 1]
             nodes.append(total if total is not None else torch.zeros_like(x))
         return nodes[3]
+
+
+def _skip_dropout(x: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:
+    """EoiNAS's dropout on skip_connect.  A float ``p`` is ``F.dropout``; a tensor ``p`` (the
+    compiled forward: EoiNAS changes p every epoch, and a float would compile a graph per
+    value) keeps each element with probability 1 - p and scales by 1 / (1 - p), the same
+    distribution from the compiled code's own random stream."""
+    if isinstance(p, torch.Tensor):
+        return x * (torch.rand_like(x) >= p) / (1 - p)
+    return F.dropout(x, p) if p > 0 else x
 
 
 def node_convs(edges: nn.ModuleList, relu_x: torch.Tensor, convs: list[tuple[int, int]],
@@ -251,16 +265,21 @@ class Supernet(nn.Module):
         self.skip_dropout = 0.0
         self.memory_format = torch.contiguous_format
         self.precision = "fp32"  # "bf16": every forward under bf16 autocast (bench.device.autocast)
+        self.compiled = False  # training forwards through torch.compile (``_compiles``; set by the search)
+        self._compiled_batch: int | None = None
         if implementation not in ("fast", "naive"):
             raise ValueError(f"implementation must be 'fast' or 'naive', not {implementation!r}")
         self.implementation = implementation
 
-    def use_layout(self, memory_format: torch.memory_format, fuse_convs: bool = True) -> "Supernet":
-        """Keep conv weights and activations in ``memory_format`` and fuse (or not) the convs
-        that read one node (``bench.device.supernet_layout`` chooses both); the naive
-        reference stays NCHW and unfused, as the reference code is."""
+    def use_layout(self, memory_format: torch.memory_format, fuse_convs: bool = True,
+                   compile: bool = False) -> "Supernet":
+        """Keep conv weights and activations in ``memory_format``, fuse (or not) the convs
+        that read one node and compile (or not) the training forwards
+        (``bench.device.supernet_layout`` chooses all three); the naive reference stays NCHW,
+        unfused and eager, as the reference code is."""
         if self.implementation == "fast":
             self.memory_format = memory_format
+            self.compiled = compile
             self.to(memory_format=memory_format)
             for block in self.cells:
                 if isinstance(block, SearchCell):
@@ -332,12 +351,28 @@ class Supernet(nn.Module):
             from bench.naive import naive_forward
 
             return naive_forward(self, x, weights)
-        active = self.active_ops(compute_mask)
-        h = self.stem(x.contiguous(memory_format=self.memory_format))
-        for block in self.cells:
-            h = block(h, weights, active, self.skip_dropout if self.training else 0.0) \
-                if isinstance(block, SearchCell) else block(h)
-        return self.head(h)
+        active = tuple(self.active_ops(compute_mask))
+        skip_dropout = self.skip_dropout if self.training else 0.0
+        if self._compiles(x, compute_mask):
+            if skip_dropout > 0:
+                skip_dropout = torch.tensor(skip_dropout, device=x.device, dtype=x.dtype)
+            try:
+                return _compiled_body()(self, x, weights, active, skip_dropout)
+            except Exception as error:  # noqa: BLE001 - compiler missing or failing: stay correct, run eager
+                if not _compile_failed(self, error):
+                    raise
+        return _body(self, x, weights, active, skip_dropout)
+
+    def _compiles(self, x: torch.Tensor, compute_mask: np.ndarray | None) -> bool:
+        """Whether this forward goes through ``torch.compile``: training forwards of the search
+        only (``compiled`` set, train mode, gradients on, no compute mask) and only at the batch
+        size of the first compiled forward, so that a short last batch runs eager instead of
+        compiling a second graph for one step."""
+        if not (self.compiled and self.training and torch.is_grad_enabled() and compute_mask is None):
+            return False
+        if self._compiled_batch is None:
+            self._compiled_batch = x.shape[0]
+        return x.shape[0] == self._compiled_batch
 
     # -- extra state for checkpoints ------------------------------------------------------
     def arch_state(self) -> dict:
@@ -372,6 +407,50 @@ class Supernet(nn.Module):
     def conv_of(cell: nn.Module, edge: int, op: int) -> ConvBN:
         """The conv module that op ``op`` uses on ``edge`` of a search cell."""
         return cell.edges[edge].conv(op)
+
+
+def _body(net: Supernet, x: torch.Tensor, weights: torch.Tensor, active: tuple[tuple[int, ...], ...],
+          skip_dropout: float | torch.Tensor) -> torch.Tensor:
+    """Stem, cells, head of the fast supernet for the given mixing weights and active ops."""
+    h = net.stem(x.contiguous(memory_format=net.memory_format))
+    for block in net.cells:
+        h = block(h, weights, active, skip_dropout) if isinstance(block, SearchCell) else block(h)
+    return net.head(h)
+
+
+_COMPILED = None
+
+
+def _compiled_body():
+    """``_body`` through ``torch.compile`` (one compiled graph per active-op pattern, train or
+    eval mode and shape; shared by every supernet instance of the same structure)."""
+    global _COMPILED
+    if _COMPILED is None:
+        import torch._dynamo
+
+        # a search compiles two graphs (weight step, alpha step) per op pattern: NAP and EoiNAS go
+        # through 4 patterns, more than dynamo's default of 8 graphs per function before it gives up
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        _COMPILED = torch.compile(_body, dynamic=False)
+    return _COMPILED
+
+
+def _compile_failed(net: Supernet, error: Exception) -> bool:
+    """After a failed compiled forward: whether eager can take over.  Compilation failures
+    (no C++ compiler, no Triton, an unsupported op) switch ``net`` to eager with a warning;
+    anything else is re-raised (the eager forward would fail the same way)."""
+    from torch._dynamo.exc import BackendCompilerFailed, Unsupported
+
+    if not isinstance(error, (BackendCompilerFailed, Unsupported)):
+        return False
+    import warnings
+
+    cause = getattr(error, "inner_exception", None) or error
+    reason = (str(cause).strip().splitlines() or [""])[0][:200]
+    warnings.warn(f"torch.compile failed ({type(cause).__name__}: {reason}); the supernet "
+                  f"runs eager (same numbers, slower). Set BENCH_COMPILE=0 to skip the attempt.", RuntimeWarning)
+    net.compiled = False
+    return True
 
 
 def _copy_conv_bn(source: ConvBN, target: ConvBN) -> None:

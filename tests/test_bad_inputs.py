@@ -119,6 +119,7 @@ CASES = [
     ("perf-zero-repeats", ["perf", "--repeats", "0"], "--repeats"),
     ("perf-unknown-method", ["perf", "--methods", "darts,gdas"], "gdas"),
     ("perf-zero-steps", ["perf", "--methods", "--steps", "0"], "--steps"),
+    ("perf-epoch-and-methods", ["perf", "--epoch", "--methods"], "--epoch or --methods"),
     ("show-missing-run", ["show", "{root}/no-run"], "no-run"),
 ]
 

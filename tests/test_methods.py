@@ -210,6 +210,18 @@ def test_method_timing_follows_each_schedule_in_its_own_process():
         assert out["seconds"] > 0 and out["peak_mb"] >= out["growth_mb"] > 0
 
 
+def test_epoch_timing_runs_each_implementation_on_a_whole_epoch(monkeypatch):
+    """``perf --epoch``: the real ``train_epoch`` per implementation (no speed asserted)."""
+    from bench import perf
+
+    monkeypatch.setenv("BENCH_COMPILE", "0")  # compiled rows need a compile: covered in test_supernet
+    timed = perf.time_epoch("smoke", "cpu", steps=2)
+    assert list(timed) == ["naive", "eager"]
+    assert all(t["steps"] == 2 and t["seconds"] > 0 for t in timed.values())
+    table = perf.format_epochs("smoke", timed)
+    assert table.splitlines()[2].split()[:3] == ["naive", "smoke", "2"] and "1.00" in table.splitlines()[2]
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
 def test_peak_memory_is_per_run_not_per_process():
     """A reset forgets an earlier, larger peak of the same process (a reused sweep worker)."""

@@ -171,7 +171,11 @@ def test_fast_alpha_step_equals_the_naive_one():
         w_opt, a_opt = make_optimizers(net, cfg)
         weight_step(net, w_opt, x, y, 5.0)
         alpha_step(net, a_opt, x, y)
-        if impl == "naive":  # the reference computed weight gradients in the alpha step and dropped them
+        # the reference computed weight gradients in the alpha step and dropped them; the fast
+        # steps freeze what they do not train for the step only
+        assert all(p.requires_grad for p in net.weight_parameters()) and net.alpha.requires_grad
+        assert net.alpha.grad is not None
+        if impl == "naive":
             assert all(p.grad is None for p in net.weight_parameters())
         results[impl] = net
     torch.testing.assert_close(results["fast"].alpha, results["naive"].alpha, rtol=1e-9, atol=1e-12)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench import supernet as supernet_mod
 from bench.supernet import CellNetwork, Supernet, avg_pool_3x3, count_parameters
 
 
@@ -66,6 +67,77 @@ def test_avg_pool_equals_count_exclude_pad():
 def test_fast_equals_naive_outputs_and_all_gradients(layout):
     net = _pair(layout=layout)
     _compare(net, *_batch())
+
+
+@pytest.mark.filterwarnings("error:torch.compile failed")  # no silent fallback to eager
+@pytest.mark.parametrize("pruned", [False, True], ids=["all-ops", "pruned-and-fixed"])
+def test_compiled_training_forward_equals_naive(pruned):
+    """The search's compiled forward (torch.compile, inductor) and its backward: outputs, every
+    gradient and every BN buffer equal the naive reference's (float64)."""
+    net = _pair(seed=5, layout=(torch.contiguous_format, True, True))
+    if pruned:
+        net.prune(0, 3)
+        net.prune(4, 1)
+        net.fix_edge(2, 4)
+        net.fix_edge(5, 0)
+    again = copy.deepcopy(net)
+    calls = []
+    real = supernet_mod._compiled_body
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(supernet_mod, "_compiled_body", lambda: calls.append(1) or real())
+        _compare(net, *_batch(4))
+        first = _grads(net, *_batch(4))
+        second = _grads(again, *_batch(4))
+    assert len(calls) == 3, "the fast forward did not go through torch.compile"
+    assert torch.equal(first[0], second[0]) and all(torch.equal(first[1][n], second[1][n]) for n in first[1])
+
+
+def test_compiled_forward_applies_to_full_training_batches_only():
+    """Search training forwards compile; evaluation, no-grad, masked forwards and a short last
+    batch run eager (no graph compiled for a pattern or shape used once)."""
+    net = _pair(layout=(torch.contiguous_format, True, True)).train()
+    x = torch.zeros(8, 3, 32, 32, dtype=torch.float64)
+    assert net._compiles(x, None) and net._compiles(x, None)
+    assert not net._compiles(x[:5], None)
+    assert not net._compiles(x, np.ones((6, 5), bool))
+    with torch.no_grad():
+        assert not net._compiles(x, None)
+    assert not net.eval()._compiles(x, None)
+    assert not Supernet(C=4, N=1, implementation="naive").use_layout(torch.contiguous_format, True, True).compiled
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning():
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    net = _pair(layout=(torch.contiguous_format, True, True)).train()
+    x, _ = _batch(5)
+    expected = copy.deepcopy(net).use_layout(torch.contiguous_format, True, False)(x)
+
+    def failing(*args):
+        raise BackendCompilerFailed(failing, RuntimeError("no C++ compiler"), None)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(supernet_mod, "_compiled_body", lambda: failing)
+        with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler.*runs eager"):
+            out = net(x)
+        torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+        assert not net.compiled
+        net.compiled = True  # any other error is the model's, not the compiler's: raised as it is
+        patch.setattr(supernet_mod, "_compiled_body", lambda: lambda *a: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            net(x)
+
+
+def test_compiled_skip_dropout_takes_p_as_a_tensor():
+    """EoiNAS changes p every epoch: the compiled path takes it as data (one graph for all p)
+    and keeps the distribution of ``F.dropout``: kept with probability 1 - p, scaled by 1/(1 - p)."""
+    torch.manual_seed(0)
+    x = torch.ones(200_000, dtype=torch.float64)
+    out = supernet_mod._skip_dropout(x, torch.tensor(0.25, dtype=torch.float64))
+    kept = out != 0
+    assert abs(kept.double().mean().item() - 0.75) < 0.005
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.75))
+    assert supernet_mod._skip_dropout(x, 0.0) is x
 
 
 def test_channels_last_layout_is_really_used():
@@ -188,12 +260,22 @@ def test_layout_rule_and_overrides(monkeypatch):
 
     monkeypatch.delenv("BENCH_MEMORY_FORMAT", raising=False)
     monkeypatch.delenv("BENCH_FUSE_CONVS", raising=False)
+    monkeypatch.delenv("BENCH_COMPILE", raising=False)
+    monkeypatch.setattr(device, "_compiler_available", lambda dev: True)
     cpu = torch.device("cpu")
-    assert device.supernet_layout(cpu, 8) == device.Layout(torch.contiguous_format, True)
-    assert device.supernet_layout(cpu, 16) == device.Layout(torch.channels_last, False)
+    assert device.supernet_layout(cpu, 4) == device.Layout(torch.contiguous_format, True, compile=False)
+    assert device.supernet_layout(cpu, 8) == device.Layout(torch.contiguous_format, True, compile=True)
+    assert device.supernet_layout(cpu, 16) == device.Layout(torch.channels_last, False, compile=True)
+    monkeypatch.setattr(device, "_compiler_available", lambda dev: False)  # no C++ compiler: eager
+    assert device.supernet_layout(cpu, 16) == device.Layout(torch.channels_last, False, compile=False)
     monkeypatch.setenv("BENCH_MEMORY_FORMAT", "contiguous")
     monkeypatch.setenv("BENCH_FUSE_CONVS", "0")
-    assert device.supernet_layout(cpu, 16) == device.Layout(torch.contiguous_format, False)
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    assert device.supernet_layout(cpu, 4) == device.Layout(torch.contiguous_format, False, compile=True)
+    monkeypatch.setenv("BENCH_COMPILE", "true")
+    with pytest.raises(UserError, match="BENCH_COMPILE must be 0 or 1"):
+        device.supernet_layout(cpu, 16)
+    monkeypatch.setenv("BENCH_COMPILE", "0")
     monkeypatch.setenv("BENCH_MEMORY_FORMAT", "nhwc")
     with pytest.raises(UserError, match="BENCH_MEMORY_FORMAT must be one of channels_last, contiguous"):
         device.supernet_layout(cpu, 16)
