@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench import device as device_mod
 from bench import supernet as supernet_mod
 from bench.supernet import CellNetwork, Supernet, avg_pool_3x3, count_parameters
 
@@ -69,6 +70,7 @@ def test_fast_equals_naive_outputs_and_all_gradients(layout):
     _compare(net, *_batch())
 
 
+@pytest.mark.skipif(not device_mod._compiler_available(torch.device("cpu")), reason="no C++ compiler: the search runs eager")
 @pytest.mark.filterwarnings("error:torch.compile failed")  # no silent fallback to eager
 @pytest.mark.parametrize("pruned", [False, True], ids=["all-ops", "pruned-and-fixed"])
 def test_compiled_training_forward_equals_naive(pruned):
