@@ -88,17 +88,34 @@ IMPLEMENTATIONS = {
 }
 
 
-def _step_config(size: str, implementation: str):
-    return PROFILES[size].replace(implementation="naive" if implementation == "naive" else "fast",
-                                  precision="bf16" if implementation == "bf16" else "fp32")
+def _implementations(device: torch.device, size: str, names=tuple(IMPLEMENTATIONS)) -> list[str]:
+    """``names`` less "compiled" where the layout at ``size`` does not compile (it would repeat "eager")."""
+    compiles = device_mod.supernet_layout(device, PROFILES[size].C).compile
+    return [i for i in names if i != "compiled" or compiles]
+
+
+def _build(size: str, implementation: str, device: torch.device):
+    """(config, train-mode supernet) of one of ``IMPLEMENTATIONS`` at ``size``."""
+    cfg = PROFILES[size].replace(implementation="naive" if implementation == "naive" else "fast",
+                                 precision="bf16" if implementation == "bf16" else "fp32")
+    return cfg, build_supernet(cfg, 0, device, compile=implementation in ("compiled", "bf16")).train()
+
+
+def _random_search_data(weight: int, alpha: int, device: torch.device, rng: np.random.Generator):
+    """A ``SearchData`` of random CIFAR-shaped uint8 images and labels (``weight`` + ``alpha`` of them)."""
+    from bench import data as data_mod
+
+    def fake(n: int):
+        return data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), device)
+
+    return data_mod.SearchData(fake(weight), fake(alpha), None, np.arange(weight), np.arange(alpha))
 
 
 def time_step(size: str, implementation: str, step: str, device: torch.device, repeats: int,
               roofline: float) -> Timing:
     """One step kind of one implementation (``IMPLEMENTATIONS``) at one size; run it in a fresh
     process (``_fresh_process``) so that its peak memory and its compilation are its own."""
-    cfg = _step_config(size, implementation)
-    net = build_supernet(cfg, 0, device, compile=implementation in ("compiled", "bf16")).train()
+    cfg, net = _build(size, implementation, device)
     w_opt, a_opt = make_optimizers(net, cfg)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (cfg.batch_size,), device=device)
@@ -147,9 +164,8 @@ def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: st
         cfg = PROFILES[size]
         layout = device_mod.supernet_layout(dev, cfg.C)
         print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout.name}")
-        implementations = [i for i in IMPLEMENTATIONS if i != "compiled" or layout.compile]
         timed = {(impl, step): _fresh_process(time_step, size, impl, step, dev, repeats, roofline)
-                 for impl in implementations for step in ("weight", "alpha")}
+                 for impl in _implementations(dev, size) for step in ("weight", "alpha")}
         for (impl, step), timing in timed.items():
             timing.ratio = timed[("naive", step)].median_s / timing.median_s
         rows += list(timed.values())
@@ -174,32 +190,24 @@ def time_epoch(size: str = "cpu", device: str | None = None, steps: int | None =
     eager optimized supernet and, where the layout compiles, the compiled one, each in a fresh
     process after an untimed two-step epoch (which compiles what the search compiles).
     ``steps`` cuts the epoch (default: the profile's whole weight half)."""
-    compiles = device_mod.supernet_layout(device_mod.choose(device), PROFILES[size].C).compile
-    implementations = ("naive", "eager", "compiled") if compiles else ("naive", "eager")
+    implementations = _implementations(device_mod.choose(device), size, ("naive", "eager", "compiled"))
     return {impl: _fresh_process(_time_epoch, size, impl, device, steps) for impl in implementations}
 
 
 def _time_epoch(size: str, implementation: str, device: str | None, steps: int | None) -> dict:
-    from bench import data as data_mod
     from bench.search import train_epoch
 
     dev = device_mod.choose(device)
-    cfg = _step_config(size, implementation)
+    cfg, net = _build(size, implementation, dev)
     rng = np.random.default_rng(0)
-
-    def fake(n: int):
-        return data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev)
-
     n = cfg.weight_size if steps is None else steps * cfg.batch_size
-    data = data_mod.SearchData(fake(n), fake(min(n, cfg.alpha_size)), None, np.arange(n), np.arange(n))
-    two = 2 * cfg.batch_size
-    warm = data_mod.SearchData(fake(two), fake(two), None, np.arange(two), np.arange(two))
-    net = build_supernet(cfg, 0, dev, compile=implementation in ("compiled", "bf16"))
+    data = _random_search_data(n, min(n, cfg.alpha_size), dev, rng)
+    warm = _random_search_data(2 * cfg.batch_size, 2 * cfg.batch_size, dev, rng)
     w_opt, a_opt = make_optimizers(net, cfg)
     began = time.perf_counter()
     train_epoch(net, w_opt, a_opt, cfg, warm, 0, 0, progress=False)
-    warm_up = time.perf_counter() - began
     device_mod.synchronize(dev)
+    warm_up = time.perf_counter() - began
     began = time.perf_counter()
     stats = train_epoch(net, w_opt, a_opt, cfg, data, 0, 0, progress=False)
     device_mod.synchronize(dev)
@@ -259,7 +267,7 @@ def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
 
 def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[list, dict]:
     """One method's schedule in this (fresh) process; see ``time_methods``."""
-    from bench import config, data as data_mod, methods as methods_mod
+    from bench import config, methods as methods_mod
     from bench.search import train_epoch
 
     dev = device_mod.choose(device)
@@ -268,10 +276,7 @@ def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[
     rng = np.random.default_rng(0)
     cfg = config.resolve(size, method=name)
     n = steps * cfg.batch_size
-    fake = data_mod.SearchData(
-        data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev),
-        data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), dev),
-        None, np.arange(n), np.arange(n))
+    fake = _random_search_data(n, n, dev, rng)
     net = build_supernet(cfg, 0, dev, compile=True)
     method = methods_mod.get(cfg, 0)
     method.setup(net)
