@@ -393,8 +393,11 @@ COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "s
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.device import keep_freed_host_memory
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_host_memory()
     try:
         return COMMANDS[args.command](args)
     except UserError as err:
