@@ -4,10 +4,12 @@ For each size (the paper's C=16, N=5 and the ``cpu`` profile's) and implementati
 (``IMPLEMENTATIONS``: the naive reference, the optimized supernet eager, compiled as the
 search runs it, and under bf16 autocast), it times the weight step and the
 alpha step (median and min of ``repeats`` steps after warm-up, each step kind in a fresh
-process) on random CIFAR-shaped batches, counts the convolution and matmul FLOPs of one
-step with ``torch.utils.flop_counter``, and reports images/s, GFLOP/s, the fraction of an
-fp32 conv3x3 forward+backward roofline measured by the same script on the same machine,
-the step's peak memory growth and the ratio to the naive implementation.  Ratios are
+process) on random CIFAR-shaped batches, counts the convolution and matmul FLOPs of the
+reference step with ``torch.utils.flop_counter`` (``reference_step``), and reports images/s, GFLOP/s, the fraction of an
+fp32 conv roofline measured by the same script on the same machine,
+the step's peak memory growth and the ratio to the naive implementation.  The roofline
+(``conv_roofline``) is per size and step kind: the reference step's own convolution calls,
+each timed alone in its faster layout, in fp32 (bf16 rows: in bf16).  Ratios are
 measured side by side; no absolute number is asserted anywhere.  ``--methods`` instead
 times the search methods' schedules against DARTS (``time_methods``), ``--epoch`` one whole
 search epoch per implementation (``time_epoch``).
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import device as device_mod
@@ -45,9 +48,10 @@ class Timing:
     ratio: float = float("nan")
 
 
-def conv_roofline(device: torch.device, batch: int = 64, repeats: int = 10) -> float:
+def conv3x3_best(device: torch.device, batch: int = 64, repeats: int = 10) -> float:
     """Best GFLOP/s of a plain conv3x3 forward+backward at the supernet's three widths, in
-    either memory layout."""
+    either memory layout (a reference number: the widest conv's rate, which the 16-channel
+    convs of a supernet cannot reach)."""
     best = 0.0
     for channels, side in ((16, 32), (32, 16), (64, 8)):
         for layout in (torch.contiguous_format, torch.channels_last):
@@ -58,6 +62,70 @@ def conv_roofline(device: torch.device, batch: int = 64, repeats: int = 10) -> f
             seconds = _time(lambda: conv(x).sum().backward(), device, repeats)[0]
             best = max(best, flops / seconds / 1e9)
     return best
+
+
+class _ConvCalls(TorchDispatchMode):
+    """Counts the distinct convolution calls (forward, and backward with its gradient mask) made under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: dict[tuple, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default):
+            key = (func, tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else
+                               (tuple(a) if isinstance(a, (list, tuple)) else a) for a in args))
+            self.calls[key] = self.calls.get(key, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def _replay(key: tuple, device: torch.device, layout: torch.memory_format, dtype: torch.dtype = torch.float32):
+    """A closure making one recorded convolution call alone, on random tensors of its shapes in
+    ``layout`` and ``dtype``."""
+    func, args = key
+    args = [torch.randn(a, device=device, dtype=dtype).contiguous(memory_format=layout)
+            if isinstance(a, tuple) and len(a) == 4 and all(isinstance(d, int) for d in a) else a for a in args]
+    if func is torch.ops.aten.convolution_backward.default:
+        args[3] = None  # bias sizes: the supernet's convs have no bias
+    else:
+        args[2] = None
+    args = [list(a) if isinstance(a, tuple) else a for a in args]
+    return lambda: func(*args)
+
+
+def reference_step(size: str, step: str, device: torch.device) -> tuple[dict[tuple, int], int]:
+    """The work of one step kind at ``size``, as the naive reference does it: its distinct
+    convolution calls with their counts (``_ConvCalls``) and its FLOPs (convolutions and
+    matmuls, ``FlopCounterMode``).  The alpha step runs with the weights frozen, so that it
+    counts what the alpha step needs (input gradients), not the weight gradients the reference
+    computes and discards.  Every implementation's GFLOP/s is this count over its time: the
+    same useful work for all, whatever extra the optimized ones spend (pooling as a depthwise
+    convolution) or skip."""
+    from bench.search import _frozen
+
+    cfg, net = _build(size, "naive", device)
+    w_opt, a_opt = make_optimizers(net, cfg)
+    x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (cfg.batch_size,), device=device)
+    recorder, counter = _ConvCalls(), FlopCounterMode(display=False)
+    with recorder, counter, _frozen(net.weight_parameters() if step == "alpha" else []):
+        weight_step(net, w_opt, x, y, cfg.grad_clip) if step == "weight" else alpha_step(net, a_opt, x, y)
+    return recorder.calls, counter.get_total_flops()
+
+
+def conv_roofline(calls: dict[tuple, int], device: torch.device, repeats: int = 10,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """The conv roofline of a step in GFLOP/s: each of its distinct convolution calls
+    (``reference_step``) timed alone on random ``dtype`` tensors, in whichever memory layout
+    runs it faster, and their FLOPs divided by their summed time.  What the step would reach
+    if it were nothing but its convolutions, each at the speed this machine runs it alone."""
+    flops = seconds = 0.0
+    with torch.no_grad():
+        for key, count in calls.items():
+            runs = {layout: _replay(key, device, layout, dtype) for layout in (torch.contiguous_format, torch.channels_last)}
+            seconds += count * min(_time(run, device, repeats)[0] for run in runs.values())
+            flops += count * _count_flops(runs[torch.contiguous_format])
+    return flops / seconds / 1e9
 
 
 def _time(fn, device: torch.device, repeats: int, warmup: int = 2) -> tuple[float, float]:
@@ -112,9 +180,10 @@ def _random_search_data(weight: int, alpha: int, device: torch.device, rng: np.r
 
 
 def time_step(size: str, implementation: str, step: str, device: torch.device, repeats: int,
-              roofline: float) -> Timing:
+              flops: int, roofline: float) -> Timing:
     """One step kind of one implementation (``IMPLEMENTATIONS``) at one size; run it in a fresh
-    process (``_fresh_process``) so that its peak memory and its compilation are its own."""
+    process (``_fresh_process``) so that its peak memory and its compilation are its own.
+    ``flops``, ``roofline``: the step's reference work and conv roofline (``reference_step``)."""
     cfg, net = _build(size, implementation, device)
     w_opt, a_opt = make_optimizers(net, cfg)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
@@ -129,9 +198,6 @@ def time_step(size: str, implementation: str, step: str, device: torch.device, r
     first = time.perf_counter() - began
     median, best = _time(fn, device, repeats)
     peak = device_mod.peak_memory_mb(device) - start_mb
-    compiled, net.compiled = net.compiled, False  # count FLOPs on the eager step: the same convs and matmuls
-    flops = _count_flops(fn)
-    net.compiled = compiled
     gflops = flops / median / 1e9
     return Timing(implementation, size, step, median, best, cfg.batch_size / median, gflops, 100 * gflops / roofline,
                   peak, first)
@@ -148,23 +214,30 @@ def _fresh_process(fn, *args):
 
 
 def _with_threads(threads: int, fn, *args):
+    device_mod.keep_freed_host_memory()  # as every bench command runs (bench.cli.main)
     torch.set_num_threads(threads)
     return fn(*args)
 
 
 def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: str | None = None) -> list[Timing]:
     dev = device_mod.choose(device)
-    roofline = conv_roofline(dev)
-    print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"fp32 conv3x3 roofline {roofline:.1f} GFLOP/s; each step timed in a fresh process")
+    print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, best plain fp32 conv3x3 "
+          f"forward+backward {conv3x3_best(dev):.1f} GFLOP/s; each step timed in a fresh process")
     for name, meaning in IMPLEMENTATIONS.items():
         print(f"  {name:8}: {meaning}")
     rows: list[Timing] = []
     for size in sizes:
         cfg = PROFILES[size]
         layout = device_mod.supernet_layout(dev, cfg.C)
-        print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout.name}")
-        timed = {(impl, step): _fresh_process(time_step, size, impl, step, dev, repeats, roofline)
+        work = {step: reference_step(size, step, dev) for step in ("weight", "alpha")}
+        roofline = {(step, dtype): conv_roofline(calls, dev, repeats, dtype)
+                    for step, (calls, _) in work.items() for dtype in (torch.float32, torch.bfloat16)}
+        print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout.name}; reference work "
+              f"weight {work['weight'][1] / 1e9:.1f}, alpha {work['alpha'][1] / 1e9:.1f} GFLOP; conv roofline (GFLOP/s) "
+              f"fp32 weight {roofline['weight', torch.float32]:.1f}, alpha {roofline['alpha', torch.float32]:.1f}; "
+              f"bf16 weight {roofline['weight', torch.bfloat16]:.1f}, alpha {roofline['alpha', torch.bfloat16]:.1f}")
+        timed = {(impl, step): _fresh_process(time_step, size, impl, step, dev, repeats, work[step][1],
+                                              roofline[step, torch.bfloat16 if impl == "bf16" else torch.float32])
                  for impl in _implementations(dev, size) for step in ("weight", "alpha")}
         for (impl, step), timing in timed.items():
             timing.ratio = timed[("naive", step)].median_s / timing.median_s

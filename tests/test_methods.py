@@ -235,3 +235,24 @@ def test_peak_memory_is_per_run_not_per_process():
     device_mod.peak_memory_reset(cpu)
     low = device_mod.peak_memory_mb(cpu)
     assert high - low > 300
+
+
+@pytest.mark.parametrize("step", ["weight", "alpha"])
+def test_conv_roofline_replays_the_reference_steps_convolutions(step):
+    """``perf``'s roofline replays the naive step's convolutions (the same FLOPs as counted on
+    the step), the alpha step's without weight gradients (no speed asserted)."""
+    from bench import perf
+
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    calls, flops = perf.reference_step("smoke", step, device)
+    replayed = sum(count * perf._count_flops(perf._replay(key, device, torch.contiguous_format))
+                   for key, count in calls.items())
+    forwards = [key for key in calls if key[0] is torch.ops.aten.convolution.default]
+    backwards = [key for key in calls if key[0] is torch.ops.aten.convolution_backward.default]
+    assert len(forwards) + len(backwards) == len(calls) and forwards and backwards
+    assert all(key[1][-1][1] == (step == "weight") for key in backwards)  # weight gradients: weight step only
+    classifier = 2 * 64 * 16 * 10 * (3 if step == "weight" else 2)  # the head's matmuls
+    assert flops == replayed + classifier
+    roofline = perf.conv_roofline(calls, device, repeats=2)
+    assert 0 < roofline < float("inf")
