@@ -96,6 +96,17 @@ def supernet_layout(device: torch.device, channels: int) -> Layout:
     return Layout(memory_format, fuse_convs, compile_)
 
 
+def masks_together(device: torch.device) -> int:
+    """How many DARTS-PT masks one evaluation forward carries by default
+    (``bench.evaluate.evaluate_each``; the criterion's ``masks_together`` option overrides).
+
+    4 (one edge's ops) on CUDA, where the 4x batch fills the GPU and saves kernel launches
+    (not measured here: no GPU); 1 on the CPU, where a bigger batch is slower per image:
+    no-grad train-mode forward, 2 cores, batch 256 vs 1024: 186 vs 111 images/s at C=16,
+    N=5, 621 vs 333 at C=8, N=2."""
+    return 4 if device.type == "cuda" else 1
+
+
 def _compiler_available(device: torch.device) -> bool:
     """Whether ``torch.compile``'s default backend can build kernels for ``device`` here."""
     import importlib.util
@@ -169,8 +180,12 @@ def keep_freed_host_memory(threshold_bytes: int = 1 << 30) -> None:
     Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins the
     mmap threshold at 128 KiB: every activation of a CPU step becomes an mmap/munmap pair
     and the step runs at half speed (a smoke-profile job in a Dask worker: 29.8 s before,
-    14.6 s after).  Sets ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` through ``mallopt``;
-    does nothing where the C library is not glibc."""
+    14.6 s after).  glibc's own defaults lose too: the heap above its trim threshold goes back
+    to the OS after every step and the next step faults it in again (paper size, compiled,
+    2 cores: weight step 0.745 -> 0.623 s, alpha step 0.564 -> 0.458 s; the naive and eager
+    steps within noise), so every ``bench`` command calls this first (``bench.cli.main``, the
+    sweep's workers, ``perf``'s fresh processes).  Sets ``M_TRIM_THRESHOLD`` and
+    ``M_MMAP_THRESHOLD`` through ``mallopt``; does nothing where the C library is not glibc."""
     import ctypes
     import ctypes.util
 

@@ -97,6 +97,7 @@ class EnTranSupernet(Supernet):
     """NB201 supernet with engine and transit cells, feature sharing and DST."""
 
     cell_class = SharedCell
+    stacks_weights = False  # its own logits (engine and transit cells) takes one (6 x 5) at a time
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, affine: bool = False,
                  track_running_stats: bool = True, relaxation="softmax", engine_cells: str = "stage-first",

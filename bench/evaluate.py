@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -62,3 +62,40 @@ def evaluate(net, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], mode: st
             total_loss = total_loss + F.cross_entropy(logits, y, reduction="sum").double().cpu()
             images += len(y)
     return Evaluation(100.0 * float(correct) / images, float(total_loss) / images, images)
+
+
+def evaluate_each(net, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], mode: str,
+                  weights: Sequence[torch.Tensor], compute_masks: Sequence[np.ndarray | None],
+                  together: int = 1) -> list[Evaluation]:
+    """``evaluate`` of each mixing weights ``weights[k]`` (with ``compute_masks[k]``) on the same batches.
+
+    ``together`` > 1 evaluates that many in one forward where the supernet takes stacked
+    weights (``Supernet._stacked_logits``: the batch repeated, BatchNorm statistics per copy),
+    so each result equals its own ``evaluate`` up to float rounding.  What differs is the
+    side effect of ``mode="train"``: the running statistics take their updates in another
+    order (per batch, then per weights, instead of the reverse), and an op skipped by one
+    compute mask but computed for the others also updates its BN with that copy (as the
+    official DARTS-PT code, which computes masked ops).  1 = one ``evaluate`` each."""
+    if together < 1:
+        raise UserError(f"masks evaluated together must be at least 1, got {together}")
+    if together == 1 or not getattr(net, "stacks_weights", False) or net.implementation != "fast":
+        return [evaluate(net, batches, mode, w, m) for w, m in zip(weights, compute_masks)]
+    results = []
+    for start in range(0, len(weights), together):
+        stack = torch.stack(list(weights[start:start + together]))
+        masks = compute_masks[start:start + together]
+        mask = None if any(m is None for m in masks) else np.logical_or.reduce([np.asarray(m, bool) for m in masks])
+        k = len(stack)
+        correct = torch.zeros(k, dtype=torch.float64)
+        total_loss = torch.zeros(k, dtype=torch.float64)
+        images = 0
+        with torch.no_grad(), bn_mode(net, mode):
+            for x, y in batches:
+                logits = net(x.repeat(k, 1, 1, 1), weights=stack, compute_mask=mask).view(k, len(y), -1)
+                correct += (logits.argmax(2) == y).sum(1).double().cpu()
+                losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(k), reduction="none").view(k, -1)
+                total_loss += losses.sum(1).double().cpu()
+                images += len(y)
+        results += [Evaluation(100.0 * float(c) / images, float(s) / images, images)
+                    for c, s in zip(correct, total_loss)]
+    return results

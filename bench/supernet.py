@@ -26,7 +26,8 @@ shortcuts against the reference (each tested against ``bench.naive``):
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +40,33 @@ from bench.relaxation import Relaxation, get_relaxation
 SKIP, CONV1, CONV3, POOL = 1, 2, 3, 4
 
 
+class BatchNorm(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that can normalise ``groups`` stacked batches (``Supernet.logits`` with a
+    stack of mixing weights) each with its own batch statistics: the same ``batch_norm`` call per
+    group, one after the other, so each group gets what a forward of it alone would get, and the
+    running statistics take one update per group."""
+
+    groups = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1 or not (self.training or not self.track_running_stats):
+            return super().forward(x)
+        return torch.cat([super(BatchNorm, self).forward(part) for part in x.chunk(self.groups)])
+
+
+@contextmanager
+def _batch_norm_groups(net: nn.Module, groups: int) -> Iterator[None]:
+    """Every ``BatchNorm`` of ``net`` normalises ``groups`` stacked batches separately while inside."""
+    bns = [m for m in net.modules() if isinstance(m, BatchNorm)]
+    for m in bns:
+        m.groups = groups
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.__dict__.pop("groups", None)
+
+
 class ConvBN(nn.Module):
     """Conv + BN of NB201's ``ReLUConvBN``; the ReLU is applied by the caller so it can be shared.
 
@@ -48,7 +76,7 @@ class ConvBN(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, affine: bool, track: bool):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=not affine)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track)
+        self.bn = BatchNorm(c_out, affine=affine, track_running_stats=track)
 
     def forward(self, relu_x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(relu_x))
@@ -70,13 +98,13 @@ class ResidualReduction(nn.Module):
 
 class Stem(nn.Sequential):
     def __init__(self, c: int):
-        super().__init__(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        super().__init__(nn.Conv2d(3, c, 3, padding=1, bias=False), BatchNorm(c))
 
 
 class Head(nn.Module):
     def __init__(self, c: int, num_classes: int):
         super().__init__()
-        self.bn = nn.BatchNorm2d(c)
+        self.bn = BatchNorm(c)
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +166,8 @@ class SearchCell(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[Sequence[int]],
                 skip_dropout: float | torch.Tensor = 0.0) -> torch.Tensor:
-        """``weights``: (6, 5) op weights; ``active[e]``: the op indices to compute on edge e;
+        """``weights``: (6, 5) op weights, or (batch, 6, 5) one per image; ``active[e]``: the op
+        indices to compute on edge e;
         ``skip_dropout``: dropout probability on skip_connect outputs (EoiNAS; 0 = off; a
         tensor in compiled forwards, see ``_skip_dropout``).
 
@@ -165,8 +194,9 @@ class SearchCell(nn.Module):
                     else:
                         continue
                     # total + y * w in one pass over memory (instead of a product, then a sum)
+                    w = weights[e, op] if weights.dim() == 2 else weights[:, e, op].view(-1, 1, 1, 1)
                     total = totals[j]
-                    totals[j] = y * weights[e, op] if total is None else torch.addcmul(total, y, weights[e, op])
+                    totals[j] = y * w if total is None else torch.addcmul(total, y, w)
             total = totals[i + 1]
             nodes.append(total if total is not None else torch.zeros_like(x))
         return nodes[3]
@@ -211,28 +241,30 @@ def node_convs(edges: nn.ModuleList, relu_x: torch.Tensor, convs: list[tuple[int
     return out
 
 
-def _fused_batch_norm(bns: list[nn.BatchNorm2d], y: torch.Tensor) -> torch.Tensor:
-    """``nn.BatchNorm2d.forward`` of several BNs (same settings) on their channels side by side."""
+def _fused_batch_norm(bns: list[BatchNorm], y: torch.Tensor) -> torch.Tensor:
+    """``BatchNorm.forward`` of several BNs (same settings) on their channels side by side."""
     bn = bns[0]
     track = bn.track_running_stats
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and track:
-        for b in bns:
-            b.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            momentum = 1.0 / float(bn.num_batches_tracked)
     use_batch_stats = bn.training or not track
     mean = torch.cat([b.running_mean for b in bns]) if track else None
     var = torch.cat([b.running_var for b in bns]) if track else None
     weight = torch.cat([b.weight for b in bns]) if bn.affine else None
     shift = torch.cat([b.bias for b in bns]) if bn.affine else None
-    out = F.batch_norm(y, mean, var, weight, shift, use_batch_stats, momentum, bn.eps)
+    parts = []
+    for part in (y.chunk(bn.groups) if use_batch_stats and bn.groups > 1 else (y,)):
+        momentum = 0.0 if bn.momentum is None else bn.momentum
+        if bn.training and track:
+            for b in bns:
+                b.num_batches_tracked.add_(1)
+            if bn.momentum is None:
+                momentum = 1.0 / float(bn.num_batches_tracked)
+        parts.append(F.batch_norm(part, mean, var, weight, shift, use_batch_stats, momentum, bn.eps))
     if track and bn.training:
         with torch.no_grad():
             for b, m, v in zip(bns, mean.split(bn.num_features), var.split(bn.num_features)):
                 b.running_mean.copy_(m)
                 b.running_var.copy_(v)
-    return out
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class Supernet(nn.Module):
@@ -347,6 +379,8 @@ class Supernet(nn.Module):
         whose weight the caller knows to be zero."""
         if weights is None:
             weights = self.arch_weights()
+        if weights.dim() == 3:
+            return self._stacked_logits(x, weights, compute_mask)
         if self.implementation == "naive":
             from bench.naive import naive_forward
 
@@ -362,6 +396,25 @@ class Supernet(nn.Module):
                 if not _compile_failed(self, error):
                     raise
         return _body(self, x, weights, active, skip_dropout)
+
+    stacks_weights = True
+    """Whether ``logits`` takes a stack of mixing weights (``_stacked_logits``)."""
+
+    def _stacked_logits(self, x: torch.Tensor, weights: torch.Tensor,
+                        compute_mask: np.ndarray | None) -> torch.Tensor:
+        """Logits of K mixing weights (``weights``: K x 6 x 5) in one forward: ``x`` holds K copies
+        of one batch stacked, copy k mixed with ``weights[k]``, each copy's BatchNorm statistics its
+        own (``BatchNorm.groups``), so copy k's logits are those of ``logits(x_k, weights[k])``, up to
+        float rounding (convs and matmuls on a bigger batch).  Eager; ``compute_mask`` may skip only
+        ops whose weight is zero in every copy.  DARTS-PT evaluates its masks this way
+        (``bench.evaluate.evaluate_each``)."""
+        groups = weights.shape[0]
+        if self.implementation != "fast" or not self.stacks_weights or x.shape[0] % groups:
+            raise ValueError(f"stacked mixing weights need the fast supernet and a batch of {groups} equal parts")
+        per_image = weights.repeat_interleave(x.shape[0] // groups, dim=0)
+        skip_dropout = self.skip_dropout if self.training else 0.0
+        with _batch_norm_groups(self, groups):
+            return _body(self, x, per_image, tuple(self.active_ops(compute_mask)), skip_dropout)
 
     def _compiles(self, x: torch.Tensor, compute_mask: np.ndarray | None) -> bool:
         """Whether this forward goes through ``torch.compile``: training forwards of the search

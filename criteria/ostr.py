@@ -62,8 +62,11 @@ def taylor_strength(supernet, batches, mode: str = "eval", absolute: bool = Fals
 
 def exact_loss_change(supernet, batches, mode: str = "eval") -> np.ndarray:
     """L_val with op o on edge e removed (weight 0, no renormalisation) minus L_val: DARTS-PT's
-    mask test with ``crit=loss`` (``darts_pt.edge_drops``), one unmasked evaluation for all edges."""
+    mask test with ``crit=loss`` (``darts_pt.edge_drops``), one unmasked evaluation for all edges,
+    an edge's masks in one forward where the device batches them (``bench.device.masks_together``)."""
+    from bench.device import masks_together
     from criteria.darts_pt import edge_drops
 
     base = evaluate(supernet, batches, mode, supernet.arch_weights().detach())
-    return np.stack([edge_drops(supernet, batches, edge, "loss", mode, base)[0] for edge in range(6)])
+    together = masks_together(supernet.alpha.device)
+    return np.stack([edge_drops(supernet, batches, edge, "loss", mode, base, together)[0] for edge in range(6)])

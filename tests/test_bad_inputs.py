@@ -97,6 +97,8 @@ CASES = [
      "colour"),
     ("select-bad-option-value", ["select", "{run}", "--criteria", "ostr", "--option", "ostr.variant=bogus",
                                  "--data-dir", "{data}", "--valid-size", "32"], "bogus"),
+    ("select-negative-masks-together", ["select", "{run}", "--criteria", "darts-pt", "--option",
+                                        "darts-pt.masks_together=-1"], "masks_together"),
     ("select-negative-valid-size", ["select", "{run}", "--valid-size", "-5"], "--valid-size"),
     # sweeps and status
     ("sweep-missing-spec", ["sweep", "{root}/none.toml"], "none.toml"),

@@ -66,6 +66,19 @@ def test_the_only_conv_on_the_path_scores_highest(one_path_net, slice_data, name
     assert np.isnan(scores[3, [1, 2, 4]]).all()  # pruned
 
 
+@pytest.mark.parametrize("name", ["darts-pt", "darts-pt-loss"])
+def test_darts_pt_masks_together_score_as_one_by_one(one_path_net, slice_data, name):
+    """An edge's masks in one forward (the CUDA default) give the drops of separate evaluations."""
+    options = {"crit": "loss"} if name == "darts-pt-loss" else {}
+    net = copy.deepcopy(one_path_net)
+    for e in (0, 1):
+        net.fixed[e] = None  # two undecided edges with four ops each
+    one = criteria.compute("darts-pt", copy.deepcopy(net), _context(slice_data, 256, masks_together=1, **options))
+    four = criteria.compute("darts-pt", copy.deepcopy(net), _context(slice_data, 256, masks_together=4, **options))
+    assert np.isfinite(one[0]).all() and np.isfinite(one[1]).all()
+    np.testing.assert_allclose(four, one, rtol=1e-4, atol=1e-5 if name == "darts-pt-loss" else 100 / 256 + 1e-9)
+
+
 def test_masking_an_op_of_zero_weight_changes_nothing(slice_data):
     net = _tiny(2)
     with torch.no_grad():

@@ -172,6 +172,74 @@ def test_perturbation_weights_with_compute_mask_equal_naive(layout):
     _compare(net, *_batch(3), weights=weights, compute_mask=mask)
 
 
+def _masks(net, pairs):
+    base = net.arch_weights().detach()
+    weights, masks = [], []
+    for edge, op in pairs:
+        w, m = base.clone(), np.ones((6, 5), bool)
+        w[edge, op], m[edge, op] = 0.0, False
+        weights.append(w)
+        masks.append(m)
+    return weights, masks
+
+
+@LAYOUTS
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_masks_evaluated_together_equal_separate_evaluations(layout, mode):
+    """DARTS-PT's masks in one forward (the batch repeated, BatchNorm statistics per copy): each
+    copy's logits are its own forward's, and so are the accuracies and losses."""
+    from bench.evaluate import bn_mode, evaluate_each
+
+    net = _pair(seed=5, layout=layout)
+    net.prune(1, 4)
+    net.fix_edge(5, 3)
+    x, y = _batch(4, n=8)
+    weights, masks = _masks(net, [(0, 3), (0, 2), (2, 1), (1, 2)])
+    mask = np.logical_or.reduce(masks[:3])
+    with torch.no_grad(), bn_mode(net, mode):
+        separate = [net(x, weights=w, compute_mask=m) for w, m in zip(weights[:3], masks[:3])]
+        together = net(x.repeat(3, 1, 1, 1), weights=torch.stack(weights[:3]), compute_mask=mask)
+    torch.testing.assert_close(together, torch.cat(separate), rtol=1e-9, atol=1e-10)
+
+    batches = [(x[:5], y[:5]), (x[5:], y[5:])]
+    one_by_one = evaluate_each(copy.deepcopy(net), batches, mode, weights, masks, together=1)
+    stacked = evaluate_each(net, batches, mode, weights, masks, together=3)  # a group of 3, then of 1
+    assert [e.accuracy for e in stacked] == [e.accuracy for e in one_by_one]
+    assert [e.loss for e in stacked] == pytest.approx([e.loss for e in one_by_one], rel=1e-10)
+    assert len({e.loss for e in stacked}) == 4  # the masks differ, and so do their losses
+
+
+def test_masks_evaluated_together_update_running_stats_once_per_mask():
+    """On one batch the train-mode side effect is the same as evaluating the masks one by one,
+    except for the BNs of the masked convs: computed for the other copies, they also take the
+    masking copy's update (as in the official code, which computes masked ops)."""
+    from bench.evaluate import evaluate_each
+
+    net = _pair(seed=6, layout=(torch.contiguous_format, True))
+    x, y = _batch(5, n=6)
+    weights, masks = _masks(net, [(0, 3), (4, 2), (3, 1)])
+    separate = copy.deepcopy(net)
+    evaluate_each(separate, [(x, y)], "train", weights, masks, together=1)
+    evaluate_each(net, [(x, y)], "train", weights, masks, together=3)
+    expected = dict(separate.named_buffers())
+    masked = [f"edges.{e}.{o}.bn" for e, o in ((0, "nor_conv_3x3"), (4, "nor_conv_1x1"))]
+    for name, buffer in net.named_buffers():
+        if any(m in name for m in masked):
+            assert not torch.equal(buffer, expected[name]) or name.endswith("num_batches_tracked")
+            continue
+        torch.testing.assert_close(buffer, expected[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_stacked_weights_need_the_fast_supernet_and_equal_parts():
+    net = _pair(seed=7)
+    weights = torch.stack(_masks(net, [(0, 3), (1, 2)])[0])
+    with pytest.raises(ValueError, match="equal parts"):
+        net(_batch(n=5)[0], weights=weights)
+    net.implementation = "naive"
+    with pytest.raises(ValueError, match="fast supernet"):
+        net(_batch(n=6)[0], weights=weights)
+
+
 def test_pruned_ops_are_not_computed_and_renormalised():
     net = _pair()
     net.prune(1, 2)
