@@ -85,11 +85,9 @@ def _replay(key: tuple, device: torch.device, layout: torch.memory_format, dtype
     func, args = key
     args = [torch.randn(a, device=device, dtype=dtype).contiguous(memory_format=layout)
             if isinstance(a, tuple) and len(a) == 4 and all(isinstance(d, int) for d in a) else a for a in args]
-    if func is torch.ops.aten.convolution_backward.default:
-        args[3] = None  # bias sizes: the supernet's convs have no bias
-    else:
-        args[2] = None
-    args = [list(a) if isinstance(a, tuple) else a for a in args]
+    if func is torch.ops.aten.convolution.default and args[2] is not None:  # the bias (edge convs have one)
+        args[2] = torch.randn(args[2], device=device, dtype=dtype)
+    args = [list(a) if isinstance(a, tuple) else a for a in args]  # sizes, strides, paddings, masks
     return lambda: func(*args)
 
 
