@@ -52,16 +52,7 @@ def bn_mode(net: torch.nn.Module, mode: str) -> Iterator[None]:
 def evaluate(net, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], mode: str = "eval",
              weights: torch.Tensor | None = None, compute_mask: np.ndarray | None = None) -> Evaluation:
     """Accuracy and loss of the supernet (optionally with overridden mixing weights)."""
-    correct = torch.zeros((), dtype=torch.float64)
-    total_loss = torch.zeros((), dtype=torch.float64)
-    images = 0
-    with torch.no_grad(), bn_mode(net, mode):
-        for x, y in batches:
-            logits = net(x, weights=weights, compute_mask=compute_mask)
-            correct = correct + (logits.argmax(1) == y).sum().double().cpu()
-            total_loss = total_loss + F.cross_entropy(logits, y, reduction="sum").double().cpu()
-            images += len(y)
-    return Evaluation(100.0 * float(correct) / images, float(total_loss) / images, images)
+    return _evaluations(net, batches, mode, weights, compute_mask, copies=1)[0]
 
 
 def evaluate_each(net, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], mode: str,
@@ -85,17 +76,23 @@ def evaluate_each(net, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], mod
         stack = torch.stack(list(weights[start:start + together]))
         masks = compute_masks[start:start + together]
         mask = None if any(m is None for m in masks) else np.logical_or.reduce([np.asarray(m, bool) for m in masks])
-        k = len(stack)
-        correct = torch.zeros(k, dtype=torch.float64)
-        total_loss = torch.zeros(k, dtype=torch.float64)
-        images = 0
-        with torch.no_grad(), bn_mode(net, mode):
-            for x, y in batches:
-                logits = net(x.repeat(k, 1, 1, 1), weights=stack, compute_mask=mask).view(k, len(y), -1)
-                correct += (logits.argmax(2) == y).sum(1).double().cpu()
-                losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(k), reduction="none").view(k, -1)
-                total_loss += losses.sum(1).double().cpu()
-                images += len(y)
-        results += [Evaluation(100.0 * float(c) / images, float(s) / images, images)
-                    for c, s in zip(correct, total_loss)]
+        results += _evaluations(net, batches, mode, stack, mask, copies=len(stack))
     return results
+
+
+def _evaluations(net, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], mode: str,
+                 weights: torch.Tensor | None, compute_mask: np.ndarray | None, copies: int) -> list[Evaluation]:
+    """One evaluation per copy: ``copies`` = 1 is a plain forward per batch; more is the batch
+    repeated with a stack of ``copies`` mixing weights (``Supernet._stacked_logits``).  Each
+    copy's loss is summed per batch as a forward of it alone would be."""
+    correct = torch.zeros(copies, dtype=torch.float64)
+    total_loss = torch.zeros(copies, dtype=torch.float64)
+    images = 0
+    with torch.no_grad(), bn_mode(net, mode):
+        for x, y in batches:
+            inputs = x if copies == 1 else x.repeat(copies, 1, 1, 1)
+            logits = net(inputs, weights=weights, compute_mask=compute_mask).view(copies, len(y), -1)
+            correct += (logits.argmax(2) == y).sum(1).double().cpu()
+            total_loss += torch.stack([F.cross_entropy(part, y, reduction="sum") for part in logits]).double().cpu()
+            images += len(y)
+    return [Evaluation(100.0 * float(c) / images, float(s) / images, images) for c, s in zip(correct, total_loss)]

@@ -64,8 +64,13 @@ def conv3x3_best(device: torch.device, batch: int = 64, repeats: int = 10) -> fl
     return best
 
 
+class _TensorShape(tuple):
+    """The shape of a tensor argument in a recorded call (``_ConvCalls``), told apart from sizes."""
+
+
 class _ConvCalls(TorchDispatchMode):
-    """Counts the distinct convolution calls (forward, and backward with its gradient mask) made under it."""
+    """Counts the distinct convolution calls (forward, and backward with its gradient mask) made
+    under it; a call's key is its function and its arguments, tensors as ``_TensorShape``."""
 
     def __init__(self):
         super().__init__()
@@ -73,21 +78,24 @@ class _ConvCalls(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default):
-            key = (func, tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else
-                               (tuple(a) if isinstance(a, (list, tuple)) else a) for a in args))
+            key = (func, tuple(_TensorShape(a.shape) if isinstance(a, torch.Tensor) else
+                               (tuple(a) if isinstance(a, list) else a) for a in args))
             self.calls[key] = self.calls.get(key, 0) + 1
         return func(*args, **(kwargs or {}))
 
 
 def _replay(key: tuple, device: torch.device, layout: torch.memory_format, dtype: torch.dtype = torch.float32):
-    """A closure making one recorded convolution call alone, on random tensors of its shapes in
-    ``layout`` and ``dtype``."""
+    """A closure making one recorded convolution call alone, on random tensors of its shapes
+    (4-D ones in ``layout``) and ``dtype``."""
     func, args = key
-    args = [torch.randn(a, device=device, dtype=dtype).contiguous(memory_format=layout)
-            if isinstance(a, tuple) and len(a) == 4 and all(isinstance(d, int) for d in a) else a for a in args]
-    if func is torch.ops.aten.convolution.default and args[2] is not None:  # the bias (edge convs have one)
-        args[2] = torch.randn(args[2], device=device, dtype=dtype)
-    args = [list(a) if isinstance(a, tuple) else a for a in args]  # sizes, strides, paddings, masks
+
+    def argument(a):
+        if isinstance(a, _TensorShape):
+            t = torch.randn(a, device=device, dtype=dtype)
+            return t.contiguous(memory_format=layout) if t.dim() == 4 else t
+        return list(a) if isinstance(a, tuple) else a  # sizes, strides, paddings, gradient masks
+
+    args = [argument(a) for a in args]
     return lambda: func(*args)
 
 

@@ -49,7 +49,7 @@ class BatchNorm(nn.BatchNorm2d):
     groups = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.groups == 1 or not (self.training or not self.track_running_stats):
+        if self.groups == 1 or (self.track_running_stats and not self.training):  # one group, or running stats
             return super().forward(x)
         return torch.cat([super(BatchNorm, self).forward(part) for part in x.chunk(self.groups)])
 

@@ -173,14 +173,12 @@ def test_perturbation_weights_with_compute_mask_equal_naive(layout):
 
 
 def _masks(net, pairs):
+    """DARTS-PT's masked mixing weights and compute masks for (edge, op) ``pairs``."""
+    from criteria.darts_pt import _masked
+
     base = net.arch_weights().detach()
-    weights, masks = [], []
-    for edge, op in pairs:
-        w, m = base.clone(), np.ones((6, 5), bool)
-        w[edge, op], m[edge, op] = 0.0, False
-        weights.append(w)
-        masks.append(m)
-    return weights, masks
+    weights, masks = zip(*(_masked(base, edge, op) for edge, op in pairs))
+    return list(weights), list(masks)
 
 
 @LAYOUTS
