@@ -48,29 +48,57 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+MAX_INTEGER_DIGITS = 30
+"""Longer integers in a JSON file are refused: no number this harness writes comes near it."""
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` that refuses absurd integers and nesting with ``ValueError`` (a
+    ``json.JSONDecodeError`` is one), never ``RecursionError`` or ``OverflowError``."""
+    try:
+        return json.loads(text, parse_int=_integer)
+    except (RecursionError, OverflowError) as err:
+        raise ValueError(f"{type(err).__name__}: nested or sized beyond reason") from None
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return parse_json(path.read_bytes())
     except FileNotFoundError:
         raise UserError(f"Missing file {path}") from None
-    except json.JSONDecodeError as err:
+    except (ValueError, UnicodeDecodeError) as err:
         raise UserError(f"{path} is not valid JSON ({err}); restore or delete it") from None
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Complete records of a JSON-lines log; a partial last line (no newline, or not JSON) is ignored."""
+def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """The records of a JSON-lines log.  Only a partial *last* line (no newline: a write cut by
+    a kill) is ignored; any other line that is not a JSON object holding the ``required`` keys
+    stops the caller with a ``UserError`` naming file and line, and nothing is rewritten."""
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    for line in path.read_bytes().split(b"\n")[:-1]:  # the part after the last newline is partial
+    lines = path.read_bytes().split(b"\n")[:-1]  # the part after the last newline is partial
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+            record = parse_json(line)
+        except (UnicodeDecodeError, ValueError) as err:
+            raise UserError(f"{path} line {number} is corrupt ({type(err).__name__}); restore the file from a "
+                            f"copy or remove that line by hand (records after it are kept)") from None
+        missing = [key for key in required if not isinstance(record, dict) or key not in record]
+        if not isinstance(record, dict) or missing:
+            raise UserError(f"{path} line {number} is not a record of this file (missing "
+                            f"{', '.join(missing) or 'an object'}); restore the file or remove that line")
+        records.append(record)
     return records
 
 

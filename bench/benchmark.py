@@ -20,6 +20,12 @@ foreign column names are mapped by ``map_column``), the official
 ``NAS-Bench-201-v1_*.pth`` file (read with the ``nas-bench-201`` package's result classes)
 and a NATS-Bench topology directory (read with ``nats_bench``).  Convert an official
 file once with ``python -m bench benchmark convert`` and load the table afterwards.
+
+Every reader ends in ``from_frame``, whose ``check_columns`` validates the loaded arrays once:
+unparseable or infinite values, accuracies given as fractions or outside [0, 100], negative
+costs, missing, non-integer or duplicate indices, malformed or repeated cells, and two columns
+that map to the same metric raise a ``UserError`` naming the column, the row and the fix.  An
+empty field is a missing value (NaN), never an error.
 """
 from __future__ import annotations
 
@@ -103,18 +109,6 @@ def _string_to_code() -> dict[str, int]:
     return {space.to_string(tuple(c)): code for code, c in enumerate(space.all_cells())}
 
 
-def _codes_from_strings(strings: Sequence[str]) -> np.ndarray:
-    table = _string_to_code()
-    codes = np.empty(len(strings), dtype=np.int64)
-    for row, text in enumerate(strings):
-        code = table.get(text)
-        if code is None:
-            space.parse(text)  # raises a UserError naming the bad token
-            raise UserError(f"Cell string {text!r} could not be mapped")  # pragma: no cover
-        codes[row] = code
-    return codes
-
-
 @dataclass
 class GroundTruth:
     """Benchmark numbers for all 15,625 cells, every array indexed by cell code.
@@ -150,7 +144,8 @@ class GroundTruth:
         if isinstance(cell, (int, np.integer)):
             if int(cell) not in self._code_of_index:
                 raise UserError(f"Benchmark index {cell} is not in {self.source}, which lists "
-                                f"{len(self._code_of_index)} cells (indices 0..{space.NUM_CELLS - 1} in a full benchmark)")
+                                f"{len(self._code_of_index)} cells (indices 0..{space.NUM_CELLS - 1} in a "
+                                f"full benchmark)")
             return self._code_of_index[int(cell)]
         return space.to_code(space.as_cell(cell))
 
@@ -160,7 +155,8 @@ class GroundTruth:
     def cell_of_index(self, index: int) -> space.Cell:
         return space.from_code(self.code(int(index)))
 
-    def lookup(self, cell: str | Sequence[int] | int, metrics: Sequence[str] | None = None) -> dict[str, float]:
+    def lookup(self, cell: str | Sequence[int] | int,
+               metrics: Sequence[str] | None = None) -> dict[str, float]:
         """All (or the named) metrics of one cell as floats (NaN where missing)."""
         code = self.code(cell)
         names = list(metrics) if metrics is not None else self.metric_names
@@ -208,13 +204,142 @@ def _sidecar(path: Path) -> Path:
 
 
 # -- readers ---------------------------------------------------------------------
+def metric_quantity(name: str) -> str:
+    """The quantity of a metric name: ``valid``, ``test``, ``params`` or ``flops``."""
+    return name.split("_")[1]
+
+
+def _column_map(columns: Sequence, source: str) -> dict[str, str]:
+    """Header -> metric name / ``arch`` / ``index``; two headers naming the same thing are refused."""
+    mapping: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for column in map(str, columns):
+        target = map_column(column)
+        if target is None:
+            continue
+        if target in owner:
+            raise UserError(f"{source}: columns {owner[target]!r} and {column!r} both map to {target!r}, so "
+                            f"one would shadow the other; delete or rename one of them")
+        owner[target] = column
+        mapping[column] = target
+    return mapping
+
+
+def _where(archs: Sequence[str], row: int) -> str:
+    """A row of a table for messages: rows count from 1, header excluded."""
+    return f"row {row + 1} (cell {archs[row]})"
+
+
+def _first_repeat(values: np.ndarray) -> tuple[int, int] | None:
+    """The rows of the first value that occurs twice, or None."""
+    order = np.argsort(values, kind="stable")
+    same = np.flatnonzero(values[order][1:] == values[order][:-1])
+    return (int(order[same[0]]), int(order[same[0] + 1])) if same.size else None
+
+
+def _arch_codes(source: str, archs: Sequence[str]) -> np.ndarray:
+    """Cell codes of a table's arch strings; a malformed or repeated cell names its row(s)."""
+    table = _string_to_code()
+    codes = np.empty(len(archs), dtype=np.int64)
+    for row, text in enumerate(archs):
+        code = table.get(text) if isinstance(text, str) else None
+        if code is None:
+            try:
+                space.parse(text)
+            except UserError as err:
+                raise UserError(f"{source}, row {row + 1}: {err}") from None
+            raise UserError(f"{source}, row {row + 1}: cell {text!r} could not be mapped")  # pragma: no cover
+        codes[row] = code
+    repeat = _first_repeat(codes)
+    if repeat is not None:
+        first, second = repeat
+        raise UserError(f"{source} lists cell {archs[first]} twice, in rows {first + 1} and {second + 1}; "
+                        f"keep one row per cell")
+    return codes
+
+
+def _numbers(source: str, column: str, raw: pd.Series, archs: Sequence[str]) -> np.ndarray:
+    """A column as float64: empty fields become NaN; text that is no number, or inf, is refused."""
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+    unparsed = np.flatnonzero(np.isnan(values) & ~pd.isna(raw).to_numpy())
+    if unparsed.size:
+        row = int(unparsed[0])
+        raise UserError(f"{source}: column {column!r}, {_where(archs, row)} holds {raw.iloc[row]!r}, "
+                        f"which is not a number; write plain numbers (accuracies in %, without a % sign), "
+                        f"or leave the field empty where the value is missing")
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        row = int(infinite[0])
+        raise UserError(f"{source}: column {column!r}, {_where(archs, row)} is {values[row]}; give the "
+                        f"finite value, or leave the field empty where it is missing")
+    return values
+
+
+def _check_metric(source: str, column: str, name: str, values: np.ndarray, codes: np.ndarray,
+                  archs: Sequence[str]) -> None:
+    """Accuracies are percentages in [0, 100] (not fractions); params and FLOPs are >= 0."""
+    low, high = (0.0, 100.0) if metric_quantity(name) in ("valid", "test") else (0.0, np.inf)
+    outside = np.flatnonzero((values < low) | (values > high))
+    if outside.size:
+        row = int(outside[0])
+        unit = "an accuracy in % must lie in [0, 100]" if high == 100.0 else "a cost cannot be negative"
+        raise UserError(f"{source}: column {column!r} ({name}), {_where(archs, row)} is {values[row]}: "
+                        f"{unit}; correct the value")
+    if high == 100.0:
+        live = np.flatnonzero(_has_path()[codes] & ~np.isnan(values))
+        if live.size and values[live].max() <= 1.0:
+            row = int(live[np.argmax(values[live])])
+            raise UserError(f"{source}: column {column!r} ({name}) holds fractions, not percentages (its "
+                            f"largest value is {values[row]} at {_where(archs, row)}); multiply the column "
+                            f"by 100")
+
+
+def _index_values(source: str, column: str, raw: pd.Series, archs: Sequence[str]) -> np.ndarray:
+    """Benchmark indices: present, integral, in range (-1: unknown, as ``GroundTruth.index``), distinct."""
+    values = _numbers(source, column, raw, archs)
+    for row, value in enumerate(values):
+        if np.isnan(value) or value != int(value) or not -1 <= value < space.NUM_CELLS:
+            shown = "empty" if np.isnan(value) else f"{raw.iloc[row]}"
+            raise UserError(f"{source}: index column {column!r}, {_where(archs, row)} is {shown}; every "
+                            f"row needs its benchmark index, an integer in 0..{space.NUM_CELLS - 1} "
+                            f"(-1 where unknown)")
+    repeat = _first_repeat(np.where(values >= 0, values, -np.arange(1, len(values) + 1)))
+    if repeat is not None:
+        raise UserError(f"{source}: index column {column!r} gives index {int(values[repeat[0]])} to rows "
+                        f"{repeat[0] + 1} and {repeat[1] + 1} ({archs[repeat[0]]}, {archs[repeat[1]]}); "
+                        f"each cell has its own index")
+    return values.astype(np.int64)
+
+
+@lru_cache(maxsize=1)
+def _has_path() -> np.ndarray:
+    """Boolean mask over cell codes: the cell connects input to output."""
+    return np.array([space.has_path(tuple(cell)) for cell in space.all_cells()])
+
+
+def check_columns(frame: pd.DataFrame, mapping: dict[str, str], source: str
+                  ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """Validate a loaded table once, for every reader: (cell codes, benchmark indices or None,
+    metric name -> float64 values per row).  Any bad value raises a ``UserError`` naming the
+    column, the row and the fix."""
+    by_target = {target: column for column, target in mapping.items()}
+    archs = [a if isinstance(a, str) else str(a) for a in frame[by_target["arch"]].tolist()]
+    codes = _arch_codes(source, archs)
+    index = None
+    if "index" in by_target:
+        index = _index_values(source, by_target["index"], frame[by_target["index"]], archs)
+    metrics = {}
+    for column, name in mapping.items():
+        if name in ("arch", "index"):
+            continue
+        metrics[name] = _numbers(source, column, frame[column], archs)
+        _check_metric(source, column, name, metrics[name], codes, archs)
+    return codes, index, metrics
+
+
 def from_frame(frame: pd.DataFrame, source: str, sha256: str, origin: dict | None = None) -> GroundTruth:
     """Build ground truth from a table with an arch-string column and metric columns."""
-    mapping: dict[str, str] = {}
-    for column in frame.columns:
-        target = map_column(str(column))
-        if target is not None and target not in mapping.values():
-            mapping[str(column)] = target
+    mapping = _column_map(frame.columns, source)
     if "arch" not in mapping.values():
         raise UserError(f"{source} has no architecture-string column (looked for one of "
                         f"{', '.join(_ARCH_ALIASES)}); its columns are {list(frame.columns)}")
@@ -222,20 +347,15 @@ def from_frame(frame: pd.DataFrame, source: str, sha256: str, origin: dict | Non
     if not metric_columns:
         raise UserError(f"{source} has no metric column named by data set and split (e.g. cifar10_test, "
                         f"CIFAR10TestAccuracy200Epochs); its columns are {list(frame.columns)}")
-    arch_column = next(c for c, t in mapping.items() if t == "arch")
-    codes = _codes_from_strings(frame[arch_column].astype(str).tolist())
-    if len(np.unique(codes)) != len(codes):
-        raise UserError(f"{source} lists some cells more than once; keep one row per cell")
+    codes, rows_index, values = check_columns(frame, mapping, source)
     index = np.full(space.NUM_CELLS, -1, dtype=np.int64)
-    index_column = next((c for c, t in mapping.items() if t == "index"), None)
-    index[codes] = frame[index_column].to_numpy(np.int64) if index_column else np.arange(len(frame))
+    index[codes] = rows_index if rows_index is not None else np.arange(len(frame))
     metrics = {}
-    for column in metric_columns:
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
+    for name, column_values in values.items():
         array = np.full(space.NUM_CELLS, np.nan)
-        array[codes] = values
+        array[codes] = column_values
         array.setflags(write=False)
-        metrics[mapping[column]] = array
+        metrics[name] = array
     return GroundTruth(metrics=metrics, index=index, source=source, sha256=sha256,
                        origin={**(origin or {}), "column_map": {c: mapping[c] for c in metric_columns}})
 
@@ -262,7 +382,8 @@ def load_table(path: str | Path) -> GroundTruth:
         raise
     except Exception as err:  # pyarrow/pandas raise many types for a corrupt file
         raise UserError(f"Could not read the benchmark table {path} ({type(err).__name__}: {err}). The file "
-                        f"is truncated or not a CSV/Parquet table; restore it or convert it again. {GET_OFFICIAL}") from None
+                        f"is truncated or not a CSV/Parquet table; restore it or convert it again. "
+                        f"{GET_OFFICIAL}") from None
     return from_frame(frame, source=str(path), sha256=digest, origin=origin)
 
 
@@ -282,7 +403,8 @@ def _official_record(arch_results) -> dict[str, float]:
         if dataset not in arch_results.get_dataset_names():
             continue
         try:
-            row[f"{dataset}_{quantity}"] = float(arch_results.get_metrics(dataset, split, is_random=False)["accuracy"])
+            metrics = arch_results.get_metrics(dataset, split, is_random=False)
+            row[f"{dataset}_{quantity}"] = float(metrics["accuracy"])
         except (KeyError, AssertionError):
             pass
     for dataset in DATASETS:
@@ -297,13 +419,61 @@ def _records_to_truth(rows: Iterator[tuple[int, str, dict[str, float]]], source:
                       origin: dict, all_archs: Sequence[str]) -> GroundTruth:
     """Ground truth from per-cell records; ``all_archs`` (the file's index order) maps every
     cell to its benchmark index, also cells without records (their metrics stay NaN)."""
+    if not isinstance(all_archs, (list, tuple)):
+        raise UserError(f"{source}: meta_archs is of type {type(all_archs).__name__}, not the list of cell "
+                        f"strings in index order; the file is damaged or not an official one. {GET_OFFICIAL}")
+    codes = _arch_codes(f"{source} (meta_archs)", list(all_archs))
     records = [{"index": i, "arch": a, **m} for i, a, m in rows]
     if not records:
         raise UserError(f"{source} holds no architecture records. {GET_OFFICIAL}")
     truth = from_frame(pd.DataFrame.from_records(records), source=source, sha256=sha256, origin=origin)
-    truth.index[_codes_from_strings(list(all_archs))] = np.arange(len(all_archs))
+    truth.index[codes] = np.arange(len(all_archs))
     truth.__post_init__()
     return truth
+
+
+def _bad_record(source: str | Path, index, err: Exception) -> UserError:
+    return UserError(f"{source}: the record of benchmark index {index!r} is not a NAS-Bench-201 result "
+                     f"record ({type(err).__name__}: {err}); the file is damaged or not an official one. "
+                     f"{GET_OFFICIAL}")
+
+
+def _official_blob(path: Path, blob) -> tuple[Sequence[str], dict]:
+    """(meta_archs, arch2infos) of a loaded official file, their shapes checked before any record is read."""
+    if not isinstance(blob, dict) or not {"meta_archs", "arch2infos"} <= set(blob):
+        raise UserError(f"{path} is not an official NAS-Bench-201 file (no meta_archs/arch2infos). "
+                        f"{GET_OFFICIAL}")
+    archs, infos = blob["meta_archs"], blob["arch2infos"]
+    if not isinstance(infos, dict):
+        raise UserError(f"{path}: arch2infos is of type {type(infos).__name__}, not a dict from benchmark "
+                        f"index to record; the file is damaged or not an official one. {GET_OFFICIAL}")
+    count = len(archs) if isinstance(archs, (list, tuple)) else 0
+    stray = [i for i in infos if not isinstance(i, (int, np.integer)) or not 0 <= i < count]
+    if isinstance(archs, (list, tuple)) and stray:
+        raise UserError(f"{path}: arch2infos has a record under {stray[0]!r}, which is no index into "
+                        f"meta_archs (0..{count - 1}); the file is damaged or not an official one. "
+                        f"{GET_OFFICIAL}")
+    return archs, infos
+
+
+def _official_entry(info) -> dict[str, float]:
+    """Metrics of one ``arch2infos`` entry: state dicts ``full`` (200 epochs) and ``less`` (12 epochs)."""
+    from nas_201_api.api_utils import ArchResults
+
+    parts = info if isinstance(info, dict) else {}
+    if not isinstance(parts.get("full"), dict) or not isinstance(parts.get("less", {}), dict):
+        raise TypeError("expected a dict whose 'full' (and 'less') entries are ArchResults state dicts")
+    metrics = _official_record(ArchResults.create_from_state_dict(info["full"]))
+    if "less" in info:
+        low = _official_record(ArchResults.create_from_state_dict(info["less"]))
+        metrics.update({f"{k}_12ep": v for k, v in low.items() if not k.endswith(("params", "flops"))})
+    return _nonempty(metrics)
+
+
+def _nonempty(metrics: dict[str, float]) -> dict[str, float]:
+    if not metrics:
+        raise ValueError(f"it holds no results for any of {', '.join(DATASETS)}")
+    return metrics
 
 
 def load_official_pth(path: str | Path) -> GroundTruth:
@@ -314,7 +484,6 @@ def load_official_pth(path: str | Path) -> GroundTruth:
     needs tens of GB of RAM; convert it once into a compact table.
     """
     import torch
-    from nas_201_api.api_utils import ArchResults
     from tqdm import tqdm
 
     path = Path(path)
@@ -327,17 +496,14 @@ def load_official_pth(path: str | Path) -> GroundTruth:
     except Exception as err:
         raise UserError(f"Could not read the official benchmark file {path} ({type(err).__name__}: {err}); "
                         f"it is truncated or corrupt. {GET_OFFICIAL}") from None
-    if not isinstance(blob, dict) or not {"meta_archs", "arch2infos"} <= set(blob):
-        raise UserError(f"{path} is not an official NAS-Bench-201 file (no meta_archs/arch2infos). {GET_OFFICIAL}")
-    archs = blob["meta_archs"]
+    archs, infos = _official_blob(path, blob)
 
     def rows():
-        for index in tqdm(sorted(blob["arch2infos"]), desc="reading NAS-Bench-201", unit="cell", leave=False):
-            info = blob["arch2infos"][index]
-            metrics = _official_record(ArchResults.create_from_state_dict(info["full"]))
-            if "less" in info:
-                low = _official_record(ArchResults.create_from_state_dict(info["less"]))
-                metrics.update({f"{k}_12ep": v for k, v in low.items() if not k.endswith(("params", "flops"))})
+        for index in tqdm(sorted(infos), desc="reading NAS-Bench-201", unit="cell", leave=False):
+            try:
+                metrics = _official_entry(infos[index])
+            except Exception as err:  # the pickled records can hold anything
+                raise _bad_record(path, index, err) from None
             yield int(index), archs[int(index)], metrics
 
     return _records_to_truth(rows(), str(path), digest, {"format": "nas-bench-201-pth", "source": str(path),
@@ -354,29 +520,40 @@ def load_nats_directory(path: str | Path) -> GroundTruth:
 
     path = Path(path)
     if not path.is_dir() or not (path / "meta.pickle.pbz2").exists():
-        raise UserError(f"{path} is not a NATS-Bench topology directory (no meta.pickle.pbz2). {GET_OFFICIAL}")
+        raise UserError(f"{path} is not a NATS-Bench topology directory (no meta.pickle.pbz2). "
+                        f"{GET_OFFICIAL}")
     digest = sha256_file(path / "meta.pickle.pbz2")
     try:
         api = nats_bench.create(str(path), "tss", fast_mode=True, verbose=False)
     except Exception as err:
-        raise UserError(f"nats_bench could not open {path} ({type(err).__name__}: {err}). {GET_OFFICIAL}") from None
+        raise UserError(f"nats_bench could not open {path} ({type(err).__name__}: {err}). "
+                        f"{GET_OFFICIAL}") from None
     present = sorted(int(p.name.split(".")[0]) for p in path.glob("[0-9]*.pickle.pbz2"))
 
     def rows():
         for index in tqdm(present, desc="reading NATS-Bench", unit="cell", leave=False):
-            metrics: dict[str, float] = {}
-            for hp, suffix in (("200", ""), ("12", "_12ep")):
-                api._prepare_info(index)
-                results = api.arch2infos_dict[index][hp]
-                for key, value in _official_record(results).items():
-                    if suffix and key.endswith(("params", "flops")):
-                        continue
-                    metrics[key + suffix] = value
+            try:
+                metrics = _nats_entry(api, index)
+            except Exception as err:  # the pickled records can hold anything
+                raise _bad_record(path / f"{index:06d}.pickle.pbz2", index, err) from None
             yield index, api.arch(index), metrics
             api.clear_params(index, None)
 
     return _records_to_truth(rows(), str(path), digest, {"format": "nats-tss-directory", "source": str(path),
                                                           "source_sha256": digest}, api.meta_archs)
+
+
+def _nats_entry(api, index: int) -> dict[str, float]:
+    """Metrics of one NATS-Bench topology record, 200 and 12 epochs (costs from the 200-epoch runs)."""
+    metrics: dict[str, float] = {}
+    for hp, suffix in (("200", ""), ("12", "_12ep")):
+        api._prepare_info(index)
+        results = api.arch2infos_dict[index][hp]
+        for key, value in _official_record(results).items():
+            if suffix and key.endswith(("params", "flops")):
+                continue
+            metrics[key + suffix] = value
+    return _nonempty(metrics)
 
 
 def _require_file(path: Path) -> None:
@@ -401,8 +578,8 @@ def load(path: str | Path | None = None) -> GroundTruth:
     if path.suffix in (".csv", ".parquet"):
         return load_table(path)
     _require_file(path)
-    raise UserError(f"Unknown benchmark format {path.name!r}: give a .csv/.parquet table, an official .pth file "
-                    f"or a NATS-Bench topology directory")
+    raise UserError(f"Unknown benchmark format {path.name!r}: give a .csv/.parquet table, an official .pth "
+                    f"file or a NATS-Bench topology directory")
 
 
 @lru_cache(maxsize=4)

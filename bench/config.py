@@ -1,13 +1,13 @@
-"""Search configuration and the named profiles (criteria-spec §2).
+"""Search configuration and the named profiles (docs/criteria.md §8.1).
 
 A profile is a complete ``SearchConfig``; ``--set key=value`` overrides single fields and
 every value is validated with a message naming the field and its allowed range.
 
 Profiles:
-- ``paper``: NB201 DARTS-V1 (AutoDL ``DARTS.config``, criteria-spec §2.1): C=16, N=5,
+- ``paper``: NB201 DARTS-V1 (AutoDL ``DARTS.config``, docs/criteria.md §8.1): C=16, N=5,
   50 epochs, batch 64, 25k/25k, SGD 0.025 nesterov wd 5e-4 cosine to 1e-3, clip 5,
   Adam 3e-4 (0.5, 0.999) wd 1e-3, weight step then alpha step.
-- ``darts-pt``: DARTS-PT's supernet (criteria-spec §2.2): 100 epochs, wd 3e-4, no
+- ``darts-pt``: DARTS-PT's supernet (docs/criteria.md §8.1): 100 epochs, wd 3e-4, no
   nesterov, alpha step then weight step, checkpoints every 20 epochs.
 - ``smoke``: a tiny real-data run for tests and the demo (well under 2 minutes on 2 cores).
 - ``cpu``: a real CIFAR-10 study that takes about an hour on 2 CPU cores; sizes chosen by
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 
 from bench.errors import UserError
@@ -68,6 +69,8 @@ class SearchConfig:
     entran_tau: float = 1.0         # EnTranNAS: engine softmax temperature
     implementation: str = "fast"    # fast or naive supernet forward
     precision: str = "fp32"         # fp32, or bf16: the supernet forward under bf16 autocast (for GPUs)
+    hessian_every: int = 0          # log the dominant alpha-Hessian eigenvalue every k-th epoch (0 = never)
+    hessian_images: int = 512       # validation images (the first of the alpha half) it is measured on
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,17 +93,32 @@ class SearchConfig:
 
 
 _MISSING = object()
-_DIGEST_NEUTRAL = {"precision": "fp32"}
+_DIGEST_NEUTRAL = {"precision": "fp32", "hessian_every": 0, "hessian_images": 512}
 """Fields newer than the first runs, with their behaviour-preserving value (see ``digest``)."""
 
 _CHOICES = {"method": ("darts", "darts-fix-alpha", "nap", "eoinas", "entrannas"), "order": ("first", "second"),
             "precision": ("fp32", "bf16"), "step_order": ("weight-first", "alpha-first"),
             "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive"),
             "eoi_variant": ("paper", "code"), "engine_cells": ("stage-first", "first")}
-_POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every")
+_POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every",
+             "hessian_images")
 _NON_NEGATIVE = ("w_lr", "w_lr_min", "w_weight_decay", "grad_clip", "a_lr", "a_weight_decay", "a_eps", "w_momentum",
                  "prune_every", "prune_threshold", "none_threshold", "warmup_epochs", "tau_start", "tau_decay",
-                 "skip_dropout", "lam")
+                 "skip_dropout", "lam", "hessian_every")
+
+
+SEED_MAX = 2**32 - 1
+"""Seeds are numpy/torch generator seeds: integers in [0, 2**32 - 1]."""
+
+NUM_CLASSES = 10
+"""The search data is CIFAR-10 (``bench.data``): the supernet's head has 10 outputs."""
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2**32 - 1], else a ``UserError`` naming ``what``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise UserError(f"{what} must be an integer from 0 to {SEED_MAX}, got {seed!r}")
+    return seed
 
 
 def validate(cfg: SearchConfig) -> None:
@@ -109,6 +127,11 @@ def validate(cfg: SearchConfig) -> None:
         expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}[f.type]
         if isinstance(value, bool) and f.type != "bool" or not isinstance(value, expected):
             raise UserError(f"Config field {f.name!r} = {value!r} must be of type {f.type}")
+        if f.type == "float" and not math.isfinite(value):
+            raise UserError(f"Config field {f.name!r} = {value!r} must be a finite number")
+    if cfg.num_classes != NUM_CLASSES:
+        raise UserError(f"Config field 'num_classes' = {cfg.num_classes} must be {NUM_CLASSES}: the search "
+                        f"data is CIFAR-10")
     for name, allowed in _CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be one of {', '.join(allowed)}")
@@ -130,8 +153,10 @@ def validate(cfg: SearchConfig) -> None:
         raise UserError(f"order=second (DARTS-V2) is implemented for method darts only, not {cfg.method!r}")
     if cfg.method == "entrannas" and cfg.implementation != "fast":
         raise UserError("method entrannas has its own supernet; use implementation=fast")
-    if cfg.entran_tau <= 0:
-        raise UserError(f"entran_tau ({cfg.entran_tau}) must be positive")
+    if cfg.entran_tau <= 0 or cfg.tau_start <= 0:
+        raise UserError(f"entran_tau ({cfg.entran_tau}) and tau_start ({cfg.tau_start}) must be positive")
+    if not 0 < cfg.tau_decay <= 1:
+        raise UserError(f"tau_decay ({cfg.tau_decay}) must lie in (0, 1]")
     if cfg.skip_dropout >= 1:
         raise UserError(f"skip_dropout ({cfg.skip_dropout}) must be below 1")
     if cfg.w_lr_min > cfg.w_lr:
@@ -156,13 +181,13 @@ def method_defaults(method: str, base: SearchConfig) -> dict:
     if method == "nap":
         return {"relaxation": "sigmoid", "exclude_none": True, "prune_every": max(1, base.epochs // 4)}
     if method == "eoinas":
-        # criteria-spec §5: 100 epochs at paper size (warm-up 20, prune every 20), SGD cosine to 0,
+        # docs/criteria.md §8.4: 100 epochs at paper size (warm-up 20, prune every 20), SGD cosine to 0,
         # wd 3e-4, Adam 6e-4; smaller profiles keep the proportions
         epochs = {"paper": 100, "darts-pt": 100}.get(base_name(base), max(base.epochs, 5))
         warmup = epochs // 5
         return {"relaxation": "gumbel", "epochs": epochs, "warmup_epochs": warmup,
                 "prune_every": max(1, (epochs - warmup) // 4), "skip_dropout": 0.1, "a_lr": 6e-4, "w_lr_min": 0.0,
-                "w_weight_decay": 3e-4, "w_nesterov": False}
+                "w_weight_decay": 3e-4, "w_nesterov": False, "eoi_variant": "code"}
     if method == "entrannas":
         return {"relaxation": "softmax"}
     raise UserError(f"Unknown method {method!r}; available: {', '.join(_CHOICES['method'])}")
@@ -204,9 +229,16 @@ def parse_override(text: str, base: SearchConfig) -> tuple[str, object]:
 
 
 def resolve(profile_name: str, overrides: list[str] | None = None, method: str | None = None) -> SearchConfig:
-    """A profile, then the method's defaults, then ``key=value`` overrides."""
+    """A profile, then the method's defaults, then ``key=value`` overrides.
+
+    ``method=M`` among the overrides is the same as ``method``: the method's defaults apply (a
+    run filed under ``nap`` is a NAP run); the two may not disagree."""
     base = profile(profile_name)
+    changes = dict(parse_override(text, base) for text in overrides or [])
+    chosen = changes.pop("method", None)
+    if chosen is not None and method is not None and chosen != method:
+        raise UserError(f"--method {method} and --set method={chosen} disagree; give the method once")
+    method = method or chosen
     if method is not None:
         base = base.replace(method=method, **method_defaults(method, base))
-    changes = dict(parse_override(text, base) for text in overrides or [])
     return base.replace(**changes) if changes else base

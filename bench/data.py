@@ -4,7 +4,7 @@ Reads ``cifar-10-batches-py/`` (or unpacks the official ``cifar-10-python.tar.gz
 cache beside it), validates shapes and labels, and keeps the whole set on the device as
 uint8.  Batches are augmented on the device as in the NB201 reference code: random crop
 32 with zero padding 4 and a horizontal flip, then normalisation with the CIFAR-10 mean
-and std; both the weight and the alpha half get the training augmentation (``design.md``
+and std; both the weight and the alpha half get the training augmentation (``docs/criteria.md``
 §4).  An epoch is one pass over the weight half without replacement; alpha batches come
 from passes over the alpha half, without replacement within a pass.
 """

@@ -20,14 +20,29 @@ HOST = torch.device("cpu")
 
 
 def choose(requested: str | None = None) -> torch.device:
-    """Resolve the device: argument > $BENCH_DEVICE > CUDA if available > CPU."""
+    """Resolve the device: argument > $BENCH_DEVICE > CUDA if available > CPU.
+
+    Only devices that are present here are accepted: ``cpu``, ``cuda``/``cuda:N`` with a visible
+    GPU N, ``mps`` where PyTorch has it; anything else (``meta``, ``xla``, a typo) is a ``UserError``
+    that names where the value came from."""
+    source = "--device" if requested else "BENCH_DEVICE"
     name = requested or os.environ.get("BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"Unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"Device {name!r} was asked for but CUDA is not available here; use --device cpu")
+    except (RuntimeError, ValueError):
+        raise UserError(f"{source} {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"{source} {name!r} was asked for but CUDA is not available here; use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise UserError(f"{source} {name!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                            f"cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"{source} {name!r} was asked for but MPS is not available here; use cpu")
+    elif device.type != "cpu":
+        raise UserError(f"{source} {name!r} is not supported; use cpu, cuda or cuda:N (or mps on a Mac)")
     return device
 
 

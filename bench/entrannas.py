@@ -1,4 +1,4 @@
-"""EnTranNAS on NAS-Bench-201 (Yang et al., CVPR 2021; criteria-spec §7) [recon].
+"""EnTranNAS on NAS-Bench-201 (Yang et al., CVPR 2021; docs/criteria.md §8.5) [recon].
 
 - Engine cells are differentiable: node j = sum over edges (i -> j) and ops k of
   w[e, k] * o^k(x_i), with w = softmax(alpha / tau) or, with DST, the sparsified q-hat below.

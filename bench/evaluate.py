@@ -2,7 +2,7 @@
 
 The BatchNorm mode is explicit: ``"eval"`` uses running statistics; ``"train"`` uses batch
 statistics and, with running-stat tracking on, updates the running statistics as a side
-effect (what DARTS-PT does on purpose, criteria-spec §3.2).
+effect (what DARTS-PT does on purpose, docs/criteria.md §9.2).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One search run end to end: config -> data -> supernet search -> magnitude cell -> ground truth.
+"""One search run end to end: config -> data -> supernet search -> checkpoints and epoch records.
 
 This is the function behind ``python -m bench search`` and ``make demo``; sweeps call it too.
 """
@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-import criteria
-from bench import benchmark as benchmark_mod
 from bench import data as data_mod
 from bench import device as device_mod
-from bench import space, stats
+from bench import score, space
 from bench.config import SearchConfig
 from bench.errors import UserError
 from bench.paths import default_data_dir
@@ -22,34 +19,15 @@ from bench.runstore import Run, busy_error, environment, run_lock
 from bench.search import run_search
 from bench.supernet import Supernet
 
-REPORTED_METRICS = ("cifar10_test", "cifar100_test", "ImageNet16-120_test", "cifar10-valid_valid")
-
-
-def cell_accuracies(truth: benchmark_mod.GroundTruth, cell) -> dict[str, float]:
-    """The reported metrics of a cell that the benchmark source has."""
-    return truth.lookup(cell, [m for m in REPORTED_METRICS if m in truth.metrics])
-
-
-def magnitude_description(truth: benchmark_mod.GroundTruth | None) -> Callable[[Supernet], dict]:
-    """Per-epoch annotation: magnitude scores, derived cell, its ground truth and arch-level tau."""
-
-    def describe(net: Supernet) -> dict:
-        scores = criteria.compute("magnitude", net)
-        cell = space.select_cell(scores)
-        out: dict = {"cell": space.to_string(cell), "parameter_free_ops": space.count_parameter_free(cell)}
-        if truth is not None:
-            out["cell_index"] = truth.benchmark_index(cell)
-            out["accuracies"] = cell_accuracies(truth, cell)
-            metric = benchmark_mod.DEFAULT_METRIC if benchmark_mod.DEFAULT_METRIC in truth.metrics else truth.metric_names[0]
-            row = stats.arch_level(scores, truth.metric(metric), metric)[0]
-            out["tau_arch"] = {"metric": metric, "kendall_tau": row["kendall_tau"], "spearman": row["spearman"]}
-        return out
-
-    return describe
+def magnitude_description(net: Supernet) -> dict:
+    """Per-epoch annotation: the magnitude cell (argmax alpha per edge, ``none`` allowed).
+    Its accuracies and tau are computed at read time (``bench.score.score_epoch``)."""
+    cell = score.derived_cell(score.magnitude_scores(net.alpha.detach().cpu().numpy(), net.op_mask.cpu().numpy()))
+    return {"cell": space.to_string(cell)}
 
 
 def search(profile: str, cfg: SearchConfig, seed: int, experiment: str = "default", data_dir: str | Path | None = None,
-           benchmark: str | Path | None = None, device: str | None = None, resume: bool = True,
+           device: str | None = None, resume: bool = True,
            progress: bool = True, hooks=None, run: Run | None = None, lock: bool = True,
            restart_from: str | Path | None = None) -> Run:
     """Run (or resume, or skip if complete) one search; returns its run folder.
@@ -61,7 +39,7 @@ def search(profile: str, cfg: SearchConfig, seed: int, experiment: str = "defaul
     run = run or Run.for_config(experiment, cfg, seed, profile)
     if run.is_done:
         return run
-    args = (profile, cfg, seed, experiment, data_dir, benchmark, device, resume, progress, hooks, run, restart_from)
+    args = (profile, cfg, seed, experiment, data_dir, device, resume, progress, hooks, run, restart_from)
     if not lock:
         return _search(*args)
     with run_lock(run.path) as mine:
@@ -80,35 +58,36 @@ def seed_from_checkpoint(run: Run, source: Run) -> None:
     if last is None:
         raise UserError(f"{source.path} has no intact checkpoint to restart from")
     epoch, path = last
+    source.verified_checkpoint(epoch)  # never copy a checkpoint that is not the source run's own
     run.path.mkdir(parents=True, exist_ok=True)
     target = run.checkpoint_file(epoch)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "rb") as checkpoint:
         write_atomic(target, lambda handle: shutil.copyfileobj(checkpoint, handle))
+    digest = source.config().digest()
     for record in source.epochs():
         if record["epoch"] <= epoch:
-            run.log_epoch({**record, "restarted_from": str(source.path)})
+            run.log_epoch({**record, "restarted_from": str(source.path), "origin_digest": digest})
 
 
-def _search(profile, cfg, seed, experiment, data_dir, benchmark, device, resume, progress, hooks, run,
+def _search(profile, cfg, seed, experiment, data_dir, device, resume, progress, hooks, run,
             restart_from=None) -> Run:
     if restart_from is not None and not run.epochs():
         seed_from_checkpoint(run, Run.open(restart_from))
         resume = True
     dev = device_mod.choose(device)
-    truth = benchmark_mod.load_cached(benchmark)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     data = data_mod.load_search_data(root, dev, cfg.weight_size, cfg.alpha_size, split_seed=seed)
-    run.check_inputs(truth.sha256, data.train_sha256)
+    run.check_inputs(train_sha256=data.train_sha256)
     restarted_from = next((r["restarted_from"] for r in run.epochs() if "restarted_from" in r), None)
     origin = {"restarted_from": restarted_from} if restarted_from else {}  # the seeded records say where from
     run.start({**origin, "config": cfg.to_dict(), "seed": seed, "profile": profile, "experiment": experiment,
-               "device": str(dev), "benchmark": {"source": truth.source, "sha256": truth.sha256},
+               "device": str(dev),
                "data": {"root": str(root), "weight_size": cfg.weight_size, "alpha_size": cfg.alpha_size,
                         "train_sha256": data.train_sha256},
                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment()})
     try:
-        net = run_search(cfg, seed, run, data, dev, describe_epoch=magnitude_description(truth), hooks=hooks,
+        net = run_search(cfg, seed, run, data, dev, describe_epoch=magnitude_description, hooks=hooks,
                          progress=progress, resume=resume)
     except BaseException as err:
         if not isinstance(err, KeyboardInterrupt):

@@ -1,25 +1,38 @@
 """Search methods that change DARTS training, as hooks the search loop calls.
 
 - ``darts``: plain DARTS (V1/V2 by ``order``).
-- ``darts-fix-alpha``: DARTS-PT's "blank" supernet, alpha frozen at its initialisation
-  (Wang et al., ICLR 2021, Sec. 5; criteria-spec §3.2); project it with ``darts-pt-proj``.
-- ``nap``: NAP (Ding et al., Neurocomputing 2022; criteria-spec §6) [recon]: unnormalised
+- ``darts-fix-alpha``: DARTS-PT's "blank" supernet (Wang et al., ICLR 2021, Sec. 5;
+  ``exp_scripts/blank-201.sh``): alpha frozen at its initialisation; the official step fetches an
+  alpha batch but makes no forward on it (``architect_ig.Architect.step`` returns at once for
+  ``blank``).  Its cell is its ``darts-pt-proj`` projection; on the ``darts-pt`` profile it is the
+  published recipe (100 epochs, wd 3e-4, no nesterov).
+- ``nap``: NAP (Ding et al., Neurocomputing 2022; docs/criteria.md §8.3) [recon]: unnormalised
   relaxation w = g(alpha) (gate ``sigmoid`` by default, ``identity``/``relu`` by option),
   'none' excluded from the candidates (its gradient is identically zero without
   normalisation: it is never computed, so nothing flows to its alpha), the weakest
   surviving op of every edge pruned every ``prune_every`` epochs (or every op whose gate
   falls below ``prune_threshold``, if that is > 0), final op = strongest survivor; an edge
   whose strongest gate is below ``none_threshold`` becomes 'none' (discarded input).
-- ``eoinas``: EoiNAS (Zhou et al., arXiv 1911.10511; criteria-spec §5) transferred to NB201
+- ``eoinas``: EoiNAS (Zhou et al., arXiv 1911.10511; docs/criteria.md §8.4) transferred to NB201
   [recon]: Gumbel-softmax relaxation with tau = tau0 in warm-up then tau0 * decay^(epoch -
   warmup), skip-connect dropout, alpha frozen during warm-up, the indicator
-  I = softmax(alpha) + lambda * A / N accumulated during training (``eoi_paper``: A = sum of
-  alpha-batch accuracies (fractions) over the alpha steps whose Gumbel sample favoured the
-  op, N = their number; ``eoi_code``: A = the latest such accuracy in percent, N = how often
-  the weight step's sample favoured the op), and the argmin-I op pruned on every edge at
-  epochs warmup + k * prune_every (pruned ops leave compute and the relaxation; Adam is
-  re-created, its state reset; A and N are reset).  ``drop_none_last`` removes 'none' at the
-  last pruning point if it is still there.
+  I = softmax(alpha) + lambda * A / N, and the argmin-I op pruned on every edge at epochs
+  warmup + k * prune_every (pruned ops leave compute and the relaxation; Adam is re-created,
+  its state reset).  ``drop_none_last`` removes 'none' at the last pruning point if it is still
+  there.  Two readings of A and N (``eoi_variant``):
+
+  ``code`` follows the official ``train_search.py`` (ZLab540/EoiNAS), the only verified
+  source of the indicator: only steps that train alpha count (the counters live inside
+  ``if train_arch``), N[e, o] += 1 for the op the *weight* step's Gumbel sample favoured,
+  A[e, o] = the alpha batch's top-1 accuracy in percent, assigned (not summed) to the op the
+  *alpha* step's sample favoured; alpha's gradient is clipped to norm ``grad_clip`` (5); at
+  a pruning point N is reset and A kept (lines 254-255); A / N is NumPy's: an op with A = N = 0
+  is NaN, which ``np.argmin`` prunes first, and A > 0 with N = 0 is +inf, never pruned.
+  ``paper`` is the reading of the paper's text: A = the sum of alpha-batch accuracies
+  (fractions) over the alpha steps whose sample favoured the op, N = their number, both reset
+  at pruning, no alpha clipping, A / N = 0 where N = 0.  ``code`` should be the method's
+  default (``bench.config.method_defaults``): the paper does not say which sample N counts,
+  how A aggregates or what A's unit is, and the code is what produced its results.
 """
 from __future__ import annotations
 
@@ -27,6 +40,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from bench import space
 from bench.config import SearchConfig
@@ -53,6 +67,36 @@ class Method:
 
     def start_epoch(self, net: Supernet, epoch: int) -> dict:
         return {}
+
+    def frozen_alpha_batch(self, net: Supernet, x: torch.Tensor,
+                           y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and number correct on the alpha batch of a step in which alpha does not train.
+
+        The official loops make no forward on it (DARTS-PT ``blank``, EoiNAS warm-up); the
+        harness measures it with BatchNorm in eval mode and without Gumbel noise, so that the
+        measurement updates no running statistic and draws from no random stream: the weights
+        train as in the official loop.  (A train-mode forward would fold the alpha half into
+        the BatchNorm running statistics.)"""
+        relaxation = net.relaxation
+        generator, last = getattr(relaxation, "generator", None), getattr(relaxation, "last_sample", None)
+        was_training = net.training
+        try:
+            if generator is not None:
+                relaxation.generator = None
+            net.eval()
+            with torch.no_grad():
+                logits = net(x)
+        finally:
+            net.train(was_training)
+            if generator is not None:
+                relaxation.generator = generator
+                relaxation.last_sample = last
+        return F.cross_entropy(logits, y), (logits.argmax(1) == y).sum()
+
+    def restore(self, net: Supernet, epoch: int, record: dict | None) -> None:
+        """Put back on a supernet rebuilt from the checkpoint of (1-based) ``epoch`` the training
+        state that lives outside the checkpoint (``record``: that epoch's record; None for the
+        initialisation, epoch 0).  Called by ``bench.search.load_supernet``."""
 
     def after_weight_step(self, net: Supernet) -> None:
         pass
@@ -147,6 +191,8 @@ class EoiNAS(Method):
         self.acc = np.zeros((space.NUM_EDGES, space.NUM_OPS))
         self.count = np.zeros((space.NUM_EDGES, space.NUM_OPS))
         self.events: list[tuple[int, int, int]] = []
+        self._training_alpha = False
+        self._clipped: torch.Tensor | None = None
 
     def prune_epochs(self) -> list[int]:
         """1-based epochs after which one op per edge is pruned (4 stages on NB201)."""
@@ -155,9 +201,13 @@ class EoiNAS(Method):
     def alpha_trains(self, epoch: int) -> bool:
         return epoch >= self.cfg.warmup_epochs and not self.cfg.freeze_alpha
 
+    def temperature(self, epoch: int) -> float:
+        """Gumbel-softmax temperature of (0-based) ``epoch``: tau0 in warm-up, then
+        tau0 * decay^(epoch - warmup)."""
+        return self.cfg.tau_start * self.cfg.tau_decay ** max(epoch - self.cfg.warmup_epochs, 0)
+
     def start_epoch(self, net: Supernet, epoch: int) -> dict:
-        warm = max(epoch - self.cfg.warmup_epochs, 0)
-        tau = self.cfg.tau_start * self.cfg.tau_decay ** warm
+        tau = self.temperature(epoch)
         net.relaxation.tau = tau
         generator = torch.Generator(device=net.alpha.device)
         generator.manual_seed(self.seed * 1_000_003 + epoch + 424242)
@@ -168,13 +218,31 @@ class EoiNAS(Method):
         else:
             p = self.cfg.skip_dropout * math.exp(-0.2 * (epoch - self.cfg.warmup_epochs))
         net.skip_dropout = p
-        return {"temperature": tau, "skip_dropout": p, "alpha_trains": self.alpha_trains(epoch)}
+        self._training_alpha = self.alpha_trains(epoch)
+        if self.cfg.eoi_variant == "code" and self.cfg.grad_clip > 0:
+            self._clip_alpha_gradient(net)
+        return {"temperature": tau, "skip_dropout": p, "alpha_trains": self._training_alpha}
+
+    def _clip_alpha_gradient(self, net: Supernet) -> None:
+        """Alpha's gradient scaled to norm <= grad_clip wherever it is computed, as the official
+        ``clip_grad_norm_(arch_parameters(), grad_clip)`` before ``optimizer_a.step()`` (same formula:
+        factor min(1, max_norm / (norm + 1e-6))).  A hook on alpha, registered once per supernet."""
+        if self._clipped is net.alpha:
+            return
+        max_norm = float(self.cfg.grad_clip)
+        net.alpha.register_hook(lambda g: g * torch.clamp(max_norm / (g.norm() + 1e-6), max=1.0))
+        self._clipped = net.alpha
+
+    def restore(self, net: Supernet, epoch: int, record: dict | None) -> None:
+        """The temperature the checkpoint was trained with: the epoch record's, else the schedule's."""
+        recorded = (record or {}).get("method", {}).get("temperature")
+        net.relaxation.tau = float(recorded) if recorded is not None else self.temperature(max(epoch - 1, 0))
 
     def _favoured(self, net: Supernet) -> np.ndarray:
         return net.relaxation.last_sample.argmax(dim=1).cpu().numpy()
 
     def after_weight_step(self, net: Supernet) -> None:
-        if self.cfg.eoi_variant == "code":
+        if self.cfg.eoi_variant == "code" and self._training_alpha:
             self.count[np.arange(space.NUM_EDGES), self._favoured(net)] += 1
 
     def after_alpha_step(self, net: Supernet, correct: torch.Tensor, n: int) -> None:
@@ -187,30 +255,55 @@ class EoiNAS(Method):
             self.acc[rows, favoured] += accuracy
             self.count[rows, favoured] += 1
 
+    def accuracy_term(self) -> np.ndarray:
+        """A / N: the code's NumPy division (0/0 = NaN, A/0 = +inf) or the paper reading's (0 where N = 0)."""
+        if self.cfg.eoi_variant == "code":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.true_divide(self.acc, self.count)
+        return np.divide(self.acc, self.count, out=np.zeros_like(self.acc), where=self.count > 0)
+
     def indicator(self, net: Supernet) -> np.ndarray:
-        with torch.no_grad():
-            probs = torch.softmax(net.alpha.detach().double().masked_fill(~net.op_mask, float("-inf")), -1)
-        term = np.divide(self.acc, self.count, out=np.zeros_like(self.acc), where=self.count > 0)
-        ind = probs.cpu().numpy() + self.cfg.lam * term
+        """softmax(alpha) + lambda * A / N; NaN for pruned ops (and, ``code``, for A = N = 0)."""
+        ind = _softmax_rows(net) + self.cfg.lam * self.accuracy_term()
         ind[~net.op_mask.cpu().numpy()] = np.nan
         return ind
 
-    def end_epoch(self, net: Supernet, epoch: int) -> tuple[dict, bool]:
-        net.relaxation.generator = None  # what is logged and checkpointed is the deterministic softmax(alpha / tau)
+    def strength(self, net: Supernet) -> np.ndarray:
+        """What pruning minimises: the indicator, with the official ``np.argmin`` order: an available
+        op whose indicator is NaN (A = N = 0) first (-inf), pruned ops never (+inf)."""
         ind = self.indicator(net)
-        record = {"indicator": ind.tolist(), "pruned": []}
+        available = net.op_mask.cpu().numpy()
+        return np.where(available, np.nan_to_num(ind, nan=-np.inf, posinf=np.inf), np.inf)
+
+    def end_epoch(self, net: Supernet, epoch: int) -> tuple[dict, bool]:
+        net.relaxation.generator = None  # logged and checkpointed: the deterministic softmax(alpha / tau)
+        ind = self.indicator(net)
+        record = {"indicator": ind.tolist(), "accuracy": self.acc.tolist(), "samples": self.count.tolist(),
+                  "pruned": []}
         if epoch + 1 in self.prune_epochs():
             last = epoch + 1 == self.prune_epochs()[-1]
-            events = _prune_weakest(net, np.nan_to_num(ind, nan=np.inf), drop_none_last=last and self.cfg.drop_none_last)
+            events = _prune_weakest(net, self.strength(net), drop_none_last=last and self.cfg.drop_none_last)
             self.events += [(epoch + 1, e, o) for e, o in events]
             record["pruned"] = events
-            self.acc[:] = 0
             self.count[:] = 0
+            if self.cfg.eoi_variant != "code":  # the code keeps A across a pruning point
+                self.acc[:] = 0
             return record, True
         return record, False
 
     def scores(self, net: Supernet) -> np.ndarray:
-        return self.indicator(net)
+        """The indicator for the method's own cell: an op with A = N = 0 (``code``) ranks below the
+        edge's other ops; an edge with no op counted yet (warm-up) is ranked by softmax(alpha)."""
+        ind = self.indicator(net)
+        available = net.op_mask.cpu().numpy()
+        undefined = np.isnan(ind) & available
+        for e in range(space.NUM_EDGES):
+            if undefined[e].any():
+                ops = available[e]
+                ind[e, undefined[e]] = -np.inf
+                if undefined[e][ops].all():
+                    ind[e, ops] = _softmax_rows(net)[e, ops]
+        return ind
 
     def state_dict(self) -> dict:
         return {"acc": self.acc.tolist(), "count": self.count.tolist(), "events": self.events}
@@ -219,6 +312,13 @@ class EoiNAS(Method):
         self.acc = np.array(state["acc"])
         self.count = np.array(state["count"])
         self.events = [tuple(e) for e in state["events"]]
+
+
+def _softmax_rows(net: Supernet) -> np.ndarray:
+    """softmax(alpha) over the available ops of each edge (6 x 5, float64)."""
+    with torch.no_grad():
+        logits = net.alpha.detach().double().masked_fill(~net.op_mask, float("-inf"))
+        return torch.softmax(logits, -1).cpu().numpy()
 
 
 class EnTranNAS(Method):

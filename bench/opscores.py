@@ -1,4 +1,4 @@
-"""Reading and writing op-score matrices (6 edges x 5 ops, ``design.md`` §2) as JSON or CSV.
+"""Reading and writing op-score matrices (6 edges x 5 ops, ``docs/criteria.md`` §2) as JSON or CSV.
 
 JSON: a 6 x 5 list of lists, or an object with a ``"scores"`` key holding one; ``null``
 means unavailable (NaN).  CSV: 6 rows of 5 numbers, optionally with a header row of op
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import space
-from bench.atomic import write_atomic
+from bench.atomic import parse_json, write_atomic
 from bench.errors import UserError
 
 EDGE_NAMES = tuple(f"{j}<-{i}" for j, i in space.EDGES)
@@ -57,8 +57,8 @@ def read_scores(path: str | Path) -> np.ndarray:
         raise UserError(f"Op-score file {path} is empty; it must hold {_FORM}")
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
+            data = parse_json(text)
+        except ValueError as err:
             raise UserError(f"Op-score file {path} is not valid JSON ({err}); it must hold {_FORM}") from None
         if isinstance(data, dict):
             if "scores" not in data:
@@ -83,3 +83,8 @@ def write_scores(path: str | Path, scores: np.ndarray) -> None:
 
 def to_jsonable(scores: np.ndarray) -> list[list[float | None]]:
     return [[None if math.isnan(v) else float(v) for v in row] for row in np.asarray(scores, dtype=np.float64)]
+
+
+def from_jsonable(rows: list[list[float | None]]) -> np.ndarray:
+    """The inverse of ``to_jsonable``: a 6 x 5 float64 matrix, ``None`` as NaN."""
+    return np.array([[math.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)

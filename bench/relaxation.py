@@ -52,7 +52,7 @@ class Softmax:
 
 
 class _Gate:
-    """Unnormalised relaxation (NAP, criteria-spec §6): w[e, o] = g(alpha[e, o]) for available
+    """Unnormalised relaxation (NAP, docs/criteria.md §8.3): w[e, o] = g(alpha[e, o]) for available
     ops, 0 for masked ones; no coupling between ops through a shared denominator."""
 
     name = "gate"

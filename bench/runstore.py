@@ -71,6 +71,7 @@ class Run:
         run = cls(path)
         if not (run.path / "config.json").exists():
             raise UserError(f"{run.path} is not a run folder (no config.json); give results/<experiment>/<run-id>")
+        run.config()  # a config.json of another shape is refused here, before anything reads the run
         return run
 
     # -- files ----------------------------------------------------------------------
@@ -94,13 +95,82 @@ class Run:
         return (self.path / "done").exists()
 
     def meta(self) -> dict:
-        return read_json(self.config_file)
+        """``config.json``; one of another shape (not a run's) is refused with its path."""
+        meta = read_json(self.config_file)
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) \
+                or not isinstance(meta.get("seed"), int) or isinstance(meta.get("seed"), bool):
+            raise UserError(f"{self.config_file} is not a run's config.json (it needs an object with 'config' and "
+                            f"an integer 'seed'); restore it from the run's copy or remove the run folder")
+        return meta
 
     def config(self) -> SearchConfig:
-        return SearchConfig(**self.meta()["config"])
+        try:
+            return SearchConfig(**self.meta()["config"])
+        except TypeError as err:
+            raise UserError(f"{self.config_file}: its 'config' does not describe a search ({err}); restore the "
+                            f"file or remove the run folder") from None
 
     def epochs(self) -> list[dict]:
-        return read_jsonl(self.epochs_file)
+        return read_jsonl(self.epochs_file, required=("epoch",))
+
+    def selections(self) -> list[dict]:
+        return read_jsonl(self.path / "selections.jsonl", required=("epoch", "criterion"))
+
+    # -- checkpoints ------------------------------------------------------------------
+    def checkpoint_record(self, epoch: int) -> dict:
+        """The ``checkpoint`` entry of ``epoch``'s record; its file must lie inside this run folder."""
+        records = {r["epoch"]: r for r in self.epochs() if r.get("checkpoint")}
+        if epoch not in records:
+            raise UserError(f"{self.path} has no checkpoint record for epoch {epoch}")
+        entry = records[epoch]["checkpoint"]
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
+            raise UserError(f"{self.epochs_file}: the checkpoint entry of epoch {epoch} is malformed; restore "
+                            f"the file")
+        self.inside(entry["file"])
+        return entry
+
+    def inside(self, relative: str) -> Path:
+        """``relative`` resolved inside the run folder; a path that leaves it is refused."""
+        root = self.path.resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or Path(relative).is_absolute():
+            raise UserError(f"{self.epochs_file} names {relative!r}, a path outside the run folder {self.path}; "
+                            f"refused (restore epochs.jsonl from the run's own copy)")
+        return path
+
+    def verified_checkpoint(self, epoch: int, map_location: torch.device | None = None) -> dict:
+        """The checkpoint of ``epoch`` after checking that it is this run's own: its SHA-256 equals
+        the one recorded when it was written, and the seed and config digest stored inside it
+        equal the run's.  A swapped, edited or foreign checkpoint is refused, never scored."""
+        entry = self.checkpoint_record(epoch)
+        path = self.inside(entry["file"])
+        if not path.is_file():
+            raise UserError(f"Checkpoint {path} of epoch {epoch} is missing; choose another epoch")
+        if sha256_file(path) != entry["sha256"]:
+            raise UserError(f"Checkpoint {path} is not the one written at epoch {epoch} (SHA-256 differs from "
+                            f"epochs.jsonl); it was replaced or damaged. Restore it, or resume the search to "
+                            f"rewrite it")
+        state = load_checkpoint(path, map_location)
+        expected = {"seed": self.meta()["seed"], "config_digest": self._digest_of(epoch), "epoch": epoch}
+        found = {key: state.get(key) for key in expected}
+        if found != expected:
+            wrong = ", ".join(f"{k} {found[k]!r} (run: {expected[k]!r})" for k in expected if found[k] != expected[k])
+            raise UserError(f"Checkpoint {path} belongs to another run: {wrong}; restore this run's own file")
+        return state
+
+    def _digest_of(self, epoch: int) -> str:
+        """The config digest the checkpoint of ``epoch`` was written under: the run's own, or for
+        an epoch copied by ``--restart-from`` the source run's (recorded with the copy)."""
+        record = next(r for r in self.epochs() if r["epoch"] == epoch)
+        if "origin_digest" in record:
+            return record["origin_digest"]
+        if "restarted_from" in record:
+            source = Run(record["restarted_from"])
+            if not source.config_file.exists():
+                raise UserError(f"Epoch {epoch} of {self.path} was copied from {source.path}, which is gone, and "
+                                f"its checkpoint cannot be verified; resume from a later epoch")
+            return source.config().digest()
+        return self.config().digest()
 
     # -- writing ----------------------------------------------------------------------
     def start(self, meta: dict) -> None:
@@ -158,7 +228,7 @@ class Run:
         """The newest checkpoint whose SHA-256 matches its epoch record (a corrupt one is skipped)."""
         records = {r["epoch"]: r for r in self.epochs() if r.get("checkpoint")}
         for epoch in sorted(records, reverse=True):
-            path = self.path / records[epoch]["checkpoint"]["file"]
+            path = self.inside(self.checkpoint_record(epoch)["file"])
             if path.exists() and sha256_file(path) == records[epoch]["checkpoint"]["sha256"]:
                 return epoch, path
         return None
@@ -174,6 +244,7 @@ def run_lock(path: Path, name: str = ".lock") -> Iterator[bool]:
     process holds it.  ``fcntl.flock``: the kernel releases it when its holder dies, so a
     stale lock of a killed process is taken over without any clean-up."""
     path = Path(path)
+    made = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     handle = open(path / name, "a+")
     try:
@@ -189,6 +260,9 @@ def run_lock(path: Path, name: str = ".lock") -> Iterator[bool]:
         try:
             yield True
         finally:
+            if made and [p.name for p in path.iterdir()] == [name]:  # a failure before anything was
+                (path / name).unlink()                            # written leaves no half-made folder
+                path.rmdir()
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         handle.close()
@@ -213,14 +287,28 @@ def busy_error(path: Path) -> UserError:
                      f"finish, or stop it, then rerun with --resume")
 
 
+def _numpy_globals() -> list:
+    """What a checkpoint's RNG state needs besides tensors (NumPy's generator state array)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_checkpoint(path: str | Path, map_location: torch.device | None = None) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors, containers, numbers and
+    NumPy's RNG state only, so a crafted file cannot run code when it is unpickled."""
     try:
         from bench.device import HOST
 
-        return torch.load(path, map_location=map_location or HOST, weights_only=False)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            state = torch.load(path, map_location=map_location or HOST, weights_only=True)
     except Exception as err:
         raise UserError(f"Checkpoint {path} could not be read ({type(err).__name__}: {err}); it is corrupt. "
                         f"Delete it to resume from the one before.") from None
+    if not isinstance(state, dict) or not {"model", "arch_state"} <= set(state):
+        raise UserError(f"Checkpoint {path} is not a supernet checkpoint of this harness (no model/arch_state)")
+    return state
 
 
 def environment() -> dict:

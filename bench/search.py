@@ -4,7 +4,7 @@ DARTS (Liu, Simonyan, Yang, ICLR 2019): weights w minimise the training loss, al
 validation loss.  First order (Eq. 6 with xi = 0): alpha-gradient at the current w.
 Second order (Eq. 7-8): the gradient at the unrolled weights w' = w - xi * (mu * m +
 grad_w L_train + lambda * w), minus xi times a finite-difference Hessian-vector product
-(criteria-spec §2.1).  Step orders: NB201 DARTS-V1 does the weight step then the alpha
+(docs/criteria.md §8.1).  Step orders: NB201 DARTS-V1 does the weight step then the alpha
 step; darts-pt the alpha step first; V2 always unrolls the alpha step first.
 
 Deviation, documented: the unrolled and finite-difference passes of V2 run on copies of
@@ -30,7 +30,8 @@ from bench import methods as methods_mod
 from bench import space
 from bench.config import SearchConfig
 from bench.errors import UserError
-from bench.runstore import Run, load_checkpoint
+from bench.opscores import to_jsonable
+from bench.runstore import Run
 from bench.supernet import Supernet
 
 EpochHook = Callable[[dict], None]
@@ -147,7 +148,7 @@ def _loss(net: Supernet, params: dict, buffers: dict, x: torch.Tensor, y: torch.
 
 def unrolled_alpha_gradient(net: Supernet, w_opt: torch.optim.SGD, lr: float, train: tuple, valid: tuple,
                             radius_scale: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
-    """DARTS second-order hypergradient (criteria-spec §2.1) at the current w, alpha.
+    """DARTS second-order hypergradient (docs/criteria.md §8.1) at the current w, alpha.
 
     Returns (gradient for alpha, validation loss at w').  The momentum buffer, weight decay
     and learning rate come from the weight optimiser, as in the reference.  The
@@ -234,9 +235,7 @@ def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.S
         if not alpha_trains:
             w_loss, w_correct = weight_step(net, w_opt, x, y, cfg.grad_clip)
             method.after_weight_step(net)
-            with torch.no_grad():
-                logits = net(xv)
-                a_loss, a_correct = F.cross_entropy(logits, yv), (logits.argmax(1) == yv).sum()
+            a_loss, a_correct = method.frozen_alpha_batch(net, xv, yv)  # updates no BN statistic
         elif cfg.order == "second":
             a_loss, a_correct = second_order_alpha_step(net, w_opt, a_opt, lr, (x, y), (xv, yv))
             method.after_alpha_step(net, a_correct, len(yv))
@@ -284,8 +283,8 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
     start = 0
     last = run.last_good_checkpoint() if resume else None
     if last is not None:
-        epoch, path = last
-        state = load_checkpoint(path, device)
+        epoch, _ = last
+        state = run.verified_checkpoint(epoch, device)
         net.load_state_dict(state["model"])
         net.load_arch_state(state["arch_state"])
         w_opt.load_state_dict(state["w_opt"])
@@ -311,8 +310,11 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
                   "op_mask": net.op_mask.cpu().tolist(), "method": {"name": cfg.method, **started, **ended}}
         if describe_epoch is not None:
             record.update(describe_epoch(net))
+        if cfg.hessian_every and (epoch + 1) % cfg.hessian_every == 0:
+            record["hessian"] = collapse_indicator(net, data, cfg.hessian_images, seed)
         method_scores = method.scores(net)
         if method_scores is not None:
+            record["method"]["scores"] = to_jsonable(method_scores)
             record["method"]["cell"] = space.to_string(space.select_cell(method_scores))
         state = {"model": net.state_dict(), "arch_state": net.arch_state(), "w_opt": w_opt.state_dict(),
                  "a_opt": a_opt.state_dict(), "rng": _rng_state(), "epoch": epoch + 1,
@@ -324,26 +326,52 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
     return net
 
 
+def collapse_indicator(net: Supernet, data: data_mod.SearchData, images: int, seed: int) -> dict:
+    """The dominant eigenvalue of the validation-loss Hessian w.r.t. alpha (RobustDARTS) on the
+    first ``images`` of the alpha half, BN in train mode; the supernet is left as it was."""
+    from bench.evaluate import fixed_batches
+    from bench.hessian import alpha_hessian_eigenvalue
+
+    return alpha_hessian_eigenvalue(net, fixed_batches(data.alpha, images), "train", seed=seed)
+
+
 def checkpoint_epochs(run: Run) -> list[int]:
     """Epochs whose checkpoint file is still on disk."""
-    return sorted(r["epoch"] for r in run.epochs() if r.get("checkpoint") and (run.path / r["checkpoint"]["file"]).exists())
+    return sorted(r["epoch"] for r in run.epochs() if r.get("checkpoint") and run.inside(r["checkpoint"]["file"]).exists())
 
 
 def load_supernet(run: Run, epoch: int | None = None, device: torch.device | None = None,
                   with_state: bool = False):
     """Rebuild a run's supernet from the checkpoint of ``epoch`` (default: the last one);
-    ``with_state`` also returns the whole checkpoint (optimiser states, RNG)."""
+    ``with_state`` also returns the whole checkpoint (optimiser states, RNG).
+    Epoch 0 is the initialisation, recreated from the seed (``build_supernet`` seeds the
+    construction; the method's set-up applied), with no optimiser state.  Every other
+    checkpoint is verified first (``Run.verified_checkpoint``)."""
     device = device or device_mod.choose()
     cfg = run.config()
-    records = {r["epoch"]: r for r in run.epochs() if r.get("checkpoint")}
+    seed = run.meta()["seed"]
     available = checkpoint_epochs(run)
-    if not available:
+    epoch = (available[-1] if available else None) if epoch is None else epoch
+    if epoch is None:
         raise UserError(f"{run.path} has no checkpoint yet")
-    epoch = available[-1] if epoch is None else epoch
+    net = build_supernet(cfg, seed, device)
+    method = methods_mod.get(cfg, seed)
+    if epoch == INITIALISATION:
+        method.setup(net)
+        method.restore(net, 0, None)
+        return (net, {"epoch": 0, "seed": seed, "config_digest": cfg.digest()}) if with_state else net
     if epoch not in available:
-        raise UserError(f"{run.path} has no checkpoint for epoch {epoch}; it has {available}")
-    net = build_supernet(cfg, run.meta()["seed"], device)
-    state = load_checkpoint(run.path / records[epoch]["checkpoint"]["file"], device)
-    net.load_state_dict(state["model"])
-    net.load_arch_state(state["arch_state"])
+        raise UserError(f"{run.path} has no checkpoint for epoch {epoch}; it has {[0] + available} (0 = initialisation)")
+    state = run.verified_checkpoint(epoch, device)
+    try:
+        net.load_state_dict(state["model"])
+        net.load_arch_state(state["arch_state"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise UserError(f"Checkpoint of epoch {epoch} in {run.path} does not fit the run's supernet "
+                        f"({type(err).__name__}); restore the run's own file") from None
+    method.restore(net, epoch, next((r for r in run.epochs() if r["epoch"] == epoch), None))  # e.g. EoiNAS's tau
     return (net, state) if with_state else net
+
+
+INITIALISATION = 0
+"""The epoch number of the supernet before any training step (recreated from the seed)."""

@@ -1,15 +1,21 @@
-"""``python -m bench select``: apply criteria to a run's checkpoints and log the results.
+"""``python -m bench select``: apply criteria to a run's checkpoints and log what they produced.
 
-For every chosen epoch (with a checkpoint) and criterion: the op-score matrix, the derived
-cell, its ground-truth accuracies, the rank-correlation numbers of protocols 1-3
-(``bench.stats.rank_report``) and the cost (wall seconds, supernet forward passes, images,
-peak memory, training-epoch equivalents), appended to ``selections.jsonl`` in the run
-folder.  Pairs already there are skipped, so a kill loses at most the pair in progress.
-Protocol 4 (``--supernet-tau N``): a fixed, seeded sample of N cells evaluated inside each
-chosen checkpoint, logged once per epoch with ``criterion = "_supernet"``.
+For every chosen epoch (with a verified checkpoint, or 0 = the initialisation) and criterion:
+the op-score matrix, the derived cell, the criterion's own measurements (``info``), its
+resolved options, the none rule, the validation size and the cost (wall seconds, supernet
+forward passes, images, peak memory, training-epoch equivalents), appended to
+``selections.jsonl`` in the run folder.  Nothing is scored here: accuracies and rank
+correlations are computed at read time (``bench.score``) against the table a reader names.
+A record is keyed by everything that changes it (``selection_key``): pairs already logged
+under the same key are skipped, so a kill loses at most the pair in progress, and a request
+with other options lives beside the earlier one.  Protocol 4 (``--supernet-tau N``): a
+fixed, seeded sample of N cells evaluated inside each chosen checkpoint, logged once per
+epoch with ``criterion = "_supernet"`` (their measured accuracies; correlated at read time).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -17,23 +23,30 @@ import numpy as np
 import torch
 
 import criteria
-from bench import benchmark as benchmark_mod
 from bench import data as data_mod
 from bench import device as device_mod
-from bench import space, stats
-from bench.atomic import append_jsonl, read_jsonl
+from bench import score, space
+from bench.atomic import append_jsonl
 from bench.errors import UserError
 from bench.evaluate import evaluate
-from bench.experiment import cell_accuracies
 from bench.opscores import to_jsonable
 from bench.runstore import Run, run_lock
-from bench.search import load_supernet
+from bench.search import INITIALISATION, load_supernet
 
-SUPERNET = "_supernet"
+INITIALISATION_NAME = "init"
+
+SUPERNET = score.SUPERNET
+HESSIAN = score.HESSIAN
+HESSIAN_VALID_SIZE = 512
+"""Validation images of the collapse indicator when none is asked for (20 power iterations of
+Hessian-vector products each cost a forward and two backward passes over them)."""
 
 
 def parse_epochs(spec: str, available: list[int]) -> list[int]:
-    """``all``, ``last``, ``every:K`` (every K-th plus the last) or a comma list of epochs."""
+    """``all``, ``last``, ``every:K`` (every K-th plus the last) or a comma list of epochs, each
+    once; 0 (the initialisation, recreated from the seed) only when named."""
+    if spec.strip() in ("0", INITIALISATION_NAME):
+        return [INITIALISATION]
     if not available:
         return []
     if spec == "all":
@@ -49,22 +62,28 @@ def parse_epochs(spec: str, available: list[int]) -> list[int]:
             raise UserError(f"--epochs {spec!r}: every:K needs a positive integer K") from None
         return sorted({e for e in available if e % k == 0} | {available[-1]})
     try:
-        wanted = [int(v) for v in spec.split(",")]
+        wanted = [INITIALISATION if v.strip() == INITIALISATION_NAME else int(v) for v in spec.split(",")]
     except ValueError:
-        raise UserError(f"--epochs {spec!r} must be all, last, every:K or a comma list of epochs") from None
-    missing = [e for e in wanted if e not in available]
+        raise UserError(f"--epochs {spec!r} must be all, last, every:K or a comma list of epochs "
+                        f"(0 = the initialisation)") from None
+    missing = [e for e in wanted if e not in available and e != INITIALISATION]
     if missing:
-        raise UserError(f"--epochs: no checkpoint for {missing}; this run has checkpoints for {available}")
-    return wanted
+        raise UserError(f"--epochs: no checkpoint for {missing}; this run has checkpoints for {available} "
+                        f"(and 0, the initialisation)")
+    return list(dict.fromkeys(wanted))
 
 
 def parse_criteria(spec: str) -> list[str]:
+    """``all`` (every criterion that does not fine-tune) or a comma list, each name once."""
     names = criteria.names() if spec == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise UserError(f"--criteria {spec!r} names no criterion; give all or a comma list of "
+                        f"{', '.join(criteria.names())}")
     for name in names:
         criteria.entry(name)
     if spec == "all":
         names = [n for n in names if n != "darts-pt-proj"]  # fine-tunes the supernet: ask for it by name
-    return names
+    return list(dict.fromkeys(names))
 
 
 def parse_options(items: list[str]) -> dict[str, dict]:
@@ -80,6 +99,23 @@ def parse_options(items: list[str]) -> dict[str, dict]:
     for name, options in out.items():
         criteria.resolve_options(name, options)  # unknown keys and wrong types fail here, before any work
     return out
+
+
+def selection_key(record: dict) -> str:
+    """What identifies a selection record: epoch, criterion, resolved options, the none rule and,
+    for criteria that read validation data, the validation size (protocol 4: sample size and
+    validation size).  Records of earlier formats get the same key from their stored fields."""
+    name = record["criterion"]
+    if name == SUPERNET:
+        identity = {"n": len(record.get("sample", [])), "valid_size": record.get("valid_size")}
+    elif name == HESSIAN:
+        identity = {"valid_size": record.get("valid_size")}
+    else:
+        needs_data = name not in criteria.names() or criteria.entry(name).needs_data
+        identity = {"options": record.get("options", {}), "allow_none": bool(record.get("allow_none", True)),
+                    "valid_size": record.get("valid_size") if needs_data else None}
+    text = json.dumps({"epoch": int(record["epoch"]), "criterion": name, **identity}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class ForwardCounter:
@@ -105,70 +141,113 @@ def supernet_sample(n: int, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(np.flatnonzero(alive), size=n, replace=False))
 
 
+DEFAULT_VALID_SIZE = 2000
+"""Validation images per evaluation when none is asked for, except for DARTS-PT's mask test."""
+
+
+def valid_size_for(name: str, valid_size: int | None) -> int | None:
+    """Images per evaluation of criterion ``name`` (None = the whole alpha half): ``valid_size`` as
+    asked (0 = the whole half), or when None the criterion's default: the whole half for DARTS-PT's
+    mask test (``criteria.darts_pt.WHOLE_ALPHA_HALF``, as published), ``DEFAULT_VALID_SIZE`` otherwise."""
+    from criteria.darts_pt import WHOLE_ALPHA_HALF
+
+    if valid_size is None:
+        return None if name in WHOLE_ALPHA_HALF else HESSIAN_VALID_SIZE if name == HESSIAN else DEFAULT_VALID_SIZE
+    return valid_size or None
+
+
+def planned(epochs: list[int], names: list[str], options: dict[str, dict] | None, valid_size: int | None,
+            allow_none: bool, supernet_tau: int, hessian: bool = False) -> list[dict]:
+    """The record identities a request asks for, in order, each once (before any work)."""
+    out = []
+    for epoch in epochs:
+        for name in names:
+            out.append({"epoch": epoch, "criterion": name, "options": criteria.resolve_options(name, (options or {})
+                                                                                                .get(name)),
+                        "allow_none": allow_none, "valid_size": valid_size_for(name, valid_size)})
+        if supernet_tau:
+            out.append({"epoch": epoch, "criterion": SUPERNET, "sample": [0] * supernet_tau,
+                        "valid_size": valid_size_for(SUPERNET, valid_size)})
+        if hessian:
+            out.append({"epoch": epoch, "criterion": HESSIAN, "valid_size": valid_size_for(HESSIAN, valid_size)})
+    unique = {selection_key(job): job for job in out}
+    return list(unique.values())
+
+
 def apply(run: Run, names: list[str], epochs: list[int], options: dict[str, dict] | None = None,
-          valid_size: int | None = 2000, allow_none: bool = True, supernet_tau: int = 0,
-          data_dir: str | Path | None = None, benchmark: str | Path | None = None, device: str | None = None,
-          progress: bool = True) -> list[dict]:
+          valid_size: int | None = None, allow_none: bool = True, supernet_tau: int = 0,
+          data_dir: str | Path | None = None, device: str | None = None, progress: bool = True,
+          hessian: bool = False) -> list[dict]:
     """Apply ``names`` to the checkpoints of ``epochs``; returns the records written now.
+    ``valid_size``: validation images per evaluation, 0 = the whole alpha half, None = each
+    criterion's default (``valid_size_for``).  ``hessian``: also log the collapse indicator
+    (dominant alpha-Hessian eigenvalue, ``bench.hessian``) per epoch, as criterion ``_hessian``.
 
     Holds ``RUN/.select.lock``: a second ``select`` on the same run is refused (a search may
     go on writing checkpoints meanwhile)."""
+    if supernet_tau and not 1 < supernet_tau <= len(space.all_cells()):
+        raise UserError(f"--supernet-tau {supernet_tau}: the sample needs 2 to 15625 cells (0 = no protocol 4)")
+    jobs = planned(epochs, names, options, valid_size, allow_none, supernet_tau, hessian)
     with run_lock(run.path, ".select.lock") as mine:
         if not mine:
             raise UserError(f"Another `select` is writing {run.path / 'selections.jsonl'}; wait for it to finish "
                             f"(pairs it completes are skipped when you rerun)")
-        return _apply(run, names, epochs, options, valid_size, allow_none, supernet_tau, data_dir, benchmark, device,
-                      progress)
+        return _apply(run, jobs, supernet_tau, data_dir, device, progress)
 
 
-def _apply(run, names, epochs, options, valid_size, allow_none, supernet_tau, data_dir, benchmark, device,
-           progress) -> list[dict]:
+def _apply(run: Run, jobs: list[dict], supernet_tau: int, data_dir, device, progress) -> list[dict]:
     meta = run.meta()
     cfg = run.config()
+    done = {selection_key(r) for r in run.selections()}
+    jobs = [job for job in jobs if selection_key(job) not in done]
+    if not jobs:
+        return []
     dev = device_mod.choose(device)
-    truth = benchmark_mod.load_cached(benchmark or meta.get("benchmark", {}).get("source"))
-    run.check_inputs(benchmark_sha256=truth.sha256)
     root = Path(data_dir) if data_dir else Path(meta["data"]["root"])
     data = data_mod.load_search_data(root, dev, cfg.weight_size, cfg.alpha_size, split_seed=meta["seed"])
     run.check_inputs(train_sha256=data.train_sha256)
-    epoch_seconds = float(np.median([r["seconds"] for r in run.epochs()])) if run.epochs() else float("nan")
-    truths = {m: truth.metric(m) for m in benchmark_mod.HEADLINE_METRICS if m in truth.metrics}
+    epoch_seconds = [r["seconds"] for r in run.epochs() if isinstance(r.get("seconds"), (int, float))]
+    epoch_seconds = float(np.median(epoch_seconds)) if epoch_seconds else float("nan")
     path = run.path / "selections.jsonl"
-    done = {(r["epoch"], r["criterion"]) for r in read_jsonl(path)}
-    jobs = [(e, n) for e in epochs for n in names + ([SUPERNET] if supernet_tau else []) if (e, n) not in done]
     written = []
     from tqdm import tqdm
 
-    for epoch, name in tqdm(jobs, desc="select", unit="pair", disable=not progress):
+    for job in tqdm(jobs, desc="select", unit="pair", disable=not progress):
+        epoch, name = job["epoch"], job["criterion"]
         device_mod.peak_memory_reset(dev)
         net, state = load_supernet(run, epoch, dev, with_state=True)
         counter = ForwardCounter(net)
         began = time.perf_counter()
         if name == SUPERNET:
-            record = _supernet_record(net, data, truth, supernet_tau, valid_size)
+            record = _supernet_record(net, data, supernet_tau, job["valid_size"])
+        elif name == HESSIAN:
+            from bench.evaluate import fixed_batches
+            from bench.hessian import alpha_hessian_eigenvalue
+
+            record = {"hessian": alpha_hessian_eigenvalue(net, fixed_batches(data.alpha, job["valid_size"]), "train",
+                                                          seed=meta["seed"])}
         else:
-            context = criteria.Context(data=data, seed=meta["seed"], options=(options or {}).get(name, {}),
-                                       valid_size=valid_size, search_config=cfg, checkpoint=state)
-            scores = criteria.compute(name, net, context)
-            cell = space.select_cell(scores, allow_none=allow_none)
-            rows = stats.rank_report(scores, truths, derived=cell) if truths else []
-            record = {"scores": to_jsonable(scores), "cell": space.to_string(cell),
-                      "cell_index": truth.benchmark_index(cell), "accuracies": cell_accuracies(truth, cell),
-                      "parameter_free_ops": space.count_parameter_free(cell), "rank": rows,
-                      "options": context.options, "info": context.info, "allow_none": allow_none}
+            context = criteria.Context(data=data, seed=meta["seed"], options=job["options"],
+                                       valid_size=job["valid_size"], search_config=cfg, checkpoint=state)
+            scores = criteria.compute(name, net, context, owned=True)
+            cell = score.derived_cell(scores, job["allow_none"])
+            record = {"scores": to_jsonable(scores), "cell": space.to_string(cell), "options": context.options,
+                      "info": context.info, "allow_none": job["allow_none"]}
         seconds = time.perf_counter() - began
         counter.close()
-        record.update({"epoch": epoch, "criterion": name, "valid_size": valid_size,
+        record.update({"epoch": epoch, "criterion": name, "valid_size": job["valid_size"],
                        "cost": {"seconds": round(seconds, 3), "forward_passes": counter.passes,
                                 "images": counter.images, "peak_memory_mb": round(device_mod.peak_memory_mb(dev), 1),
                                 "epoch_equivalents": round(seconds / epoch_seconds, 4)}})
+        record["key"] = selection_key(record)
         append_jsonl(path, record)
         written.append(record)
     return written
 
 
-def _supernet_record(net, data, truth, n: int, valid_size: int | None) -> dict:
-    """Protocol 4: each sampled cell evaluated inside the supernet (edges fixed, BN train mode)."""
+def _supernet_record(net, data, n: int, valid_size: int | None) -> dict:
+    """Protocol 4: each sampled cell evaluated inside the supernet (edges fixed, BN train mode);
+    the measured accuracies are stored, their correlation is computed at read time."""
     from bench.evaluate import fixed_batches
 
     batches = fixed_batches(data.alpha, valid_size)
@@ -177,12 +256,10 @@ def _supernet_record(net, data, truth, n: int, valid_size: int | None) -> dict:
     for code in codes:
         net.fixed = list(space.from_code(int(code)))
         measured.append(evaluate(net, batches, "train").accuracy)
-    out = {"sample": codes.tolist(), "measured": measured, "rank": []}
-    for metric in benchmark_mod.HEADLINE_METRICS:
-        if metric in truth.metrics:
-            out["rank"].append(stats.supernet_level(measured, truth.metric(metric)[codes], metric))
-    return out
+    return {"sample": codes.tolist(), "measured": measured}
 
 
-def selections(run: Run) -> list[dict]:
-    return read_jsonl(run.path / "selections.jsonl")
+def selections(run: Run, truth=None) -> list[dict]:
+    """The run's selection records, scored against ``truth`` (when given) at read time."""
+    records = run.selections()
+    return records if truth is None else [score.score_selection(r, truth) for r in records]

@@ -1,4 +1,4 @@
-"""Rank statistics and the rank-correlation protocols of ``design.md`` §6 (pure functions).
+"""Rank statistics and the rank-correlation protocols of ``docs/criteria.md`` §6 (pure functions).
 
 Headline statistic: Kendall tau-b (ties handled, Kendall 1945), with Spearman rho and
 top-k agreement beside it.  Protocols, for an op-score matrix S (6 x 5, higher = more
@@ -8,6 +8,8 @@ important, NaN = unavailable):
    over all 15,625 cells, the 6,466 isomorphism-unique ones, and the top 10 %;
 2. operation level, benchmark marginal: per edge, tau over ops between S[e, :] and the
    mean (and max) accuracy of the 3,125 cells with that op on that edge; mean over edges;
+   the same with Spearman per edge (subsets ``spearman-mean`` / ``spearman-max``, the
+   comparison zc-pt's authors published), with the number of edges where it is defined;
 3. operation level, conditional: per edge, tau between S[e, :] and the accuracy of a
    reference cell with edge e set to each op; mean over edges;
 4. supernet level: tau between accuracies measured inside a supernet and the benchmark.
@@ -224,6 +226,33 @@ def op_level_marginal(scores: np.ndarray, truth: np.ndarray, metric: str = "") -
     return rows
 
 
+def per_edge_spearman(scores: np.ndarray, target: np.ndarray) -> tuple[float, list[float], int]:
+    """Spearman rho over the ops of each edge, its mean over the edges where it is defined and their
+    number.  An edge enters when it has at least 2 finite (score, target) pairs and neither side is
+    constant there (rho is undefined otherwise): the mean over edges of Xiang et al.'s analysis
+    notebooks (zc-pt, AAAI 2023), whose pandas correlations skip missing values the same way."""
+    s = check_scores(scores)
+    rhos = [spearman(s[e], target[e]) for e in range(space.NUM_EDGES)]
+    defined = [r for r in rhos if np.isfinite(r)]
+    return (float(np.mean(defined)) if defined else float("nan")), rhos, len(defined)
+
+
+def op_level_marginal_spearman(scores: np.ndarray, truth: np.ndarray, metric: str = "") -> list[dict]:
+    """Protocol 2 with Spearman per edge (zc-pt's published comparison): per edge, rho between the
+    op scores and the mean (subset ``spearman-mean``) or max (``spearman-max``) accuracy of the
+    3,125 cells holding each op there; ``spearman`` = mean over the edges where rho is defined,
+    ``n`` = how many, ``kendall_tau`` = the mean per-edge tau over those same edges."""
+    rows = []
+    for subset, target in zip(("spearman-mean", "spearman-max"), op_marginals(truth)):
+        rho, rhos, n = per_edge_spearman(scores, target)
+        taus = [kendall_tau(check_scores(scores)[e], target[e]) for e in range(space.NUM_EDGES)]
+        same = [t for t, r in zip(taus, rhos) if np.isfinite(r) and np.isfinite(t)]
+        rows.append({"protocol": "2-op-marginal", "subset": subset, "metric": metric, "n": n,
+                     "kendall_tau": float(np.mean(same)) if same else float("nan"), "spearman": rho,
+                     "per_edge_spearman": rhos})
+    return rows
+
+
 def conditional_truth(truth: np.ndarray, reference: Sequence[int]) -> np.ndarray:
     """GTcond (6 x 5): accuracy of the reference cell with edge e set to op o."""
     reference = space.validate_cell(reference)
@@ -264,6 +293,7 @@ def rank_report(scores: np.ndarray, truth_by_metric: dict[str, np.ndarray],
     for metric, truth in truth_by_metric.items():
         rows += arch_level(scores, truth, metric)
         rows += op_level_marginal(scores, truth, metric)
+        rows += op_level_marginal_spearman(scores, truth, metric)
         rows.append(op_level_conditional(scores, truth, derived, metric, "derived"))
         optimum = space.from_code(int(np.nanargmax(truth)))
         rows.append(op_level_conditional(scores, truth, optimum, metric, "optimum"))

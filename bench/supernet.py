@@ -1,7 +1,7 @@
 """The NAS-Bench-201 supernet (``TinyNetworkDarts`` of the NB201 reference code) and its
 stand-alone discretized networks (``TinyNetwork`` with ``InferCell``).
 
-Layout (Dong & Yang, ICLR 2020, Sec. 2; ``design.md`` §3): stem conv3x3 + BN; N cells at
+Layout (Dong & Yang, ICLR 2020, Sec. 2; ``docs/criteria.md`` §3): stem conv3x3 + BN; N cells at
 C; residual reduction block; N cells at 2C; reduction; N cells at 4C; BN + ReLU, global
 average pool, linear.  One architecture tensor ``alpha`` (6 x 5) is shared by all cells.
 

@@ -27,18 +27,24 @@ Spec (see ``examples/smoke.toml``)::
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import SearchConfig, resolve
+from bench.config import SearchConfig, check_seed, resolve
 from bench.errors import UserError
+from bench.paths import experiment_name, writable_dir
 from bench.runstore import Run, is_locked, run_id, run_lock
 
-_SPEC_KEYS = {"experiment", "profile", "profiles", "methods", "seeds", "results", "overrides", "select"}
-_SELECT_KEYS = {"criteria", "epochs", "valid_size", "options", "supernet_tau"}
+_SPEC_TYPES = {"experiment": str, "profile": str, "profiles": list, "methods": list, "seeds": list,
+               "results": str, "overrides": dict, "select": dict}
+_SELECT_TYPES = {"criteria": list, "epochs": (str, int), "valid_size": int, "options": dict,
+                 "supernet_tau": int}
+_KIND_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a table"}
+_SCALAR = (bool, int, float, str)
 
 
 @dataclass(frozen=True)
@@ -57,31 +63,92 @@ class Job:
 
 
 def load_spec(path: str | Path) -> dict:
+    """Read and check a spec (``check_spec``); every problem is a ``UserError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Sweep spec {path} does not exist; see examples/smoke.toml for the format")
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise UserError(f"Sweep spec {path} {problem}; give a TOML file like examples/smoke.toml")
     try:
-        spec = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"Sweep spec {path} is not UTF-8 text (byte {err.start}); give a TOML file like "
+                        f"examples/smoke.toml") from None
+    except OSError as err:
+        raise UserError(f"Sweep spec {path} could not be read ({err.strerror or err})") from None
+    try:
+        spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"Sweep spec {path} is not valid TOML ({err}); see examples/smoke.toml") from None
-    unknown = set(spec) - _SPEC_KEYS
-    if unknown:
-        raise UserError(f"Sweep spec {path} has unknown key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
-    if "experiment" not in spec or not isinstance(spec["experiment"], str) or not spec["experiment"]:
-        raise UserError(f"Sweep spec {path} needs experiment = \"name\"")
-    for key in ("methods", "seeds", "profiles"):
-        if key in spec and not isinstance(spec[key], list):
-            raise UserError(f"Sweep spec {path}: {key} must be a list, got {spec[key]!r}")
-    if any(not isinstance(s, int) or isinstance(s, bool) for s in spec.get("seeds", [0])):
-        raise UserError(f"Sweep spec {path}: seeds must be integers, got {spec.get('seeds')!r}")
-    unknown = set(spec.get("select", {})) - _SELECT_KEYS
-    if unknown:
-        raise UserError(f"Sweep spec {path}: [select] has unknown key(s) {sorted(unknown)}; allowed: {sorted(_SELECT_KEYS)}")
+    check_spec(spec, f"Sweep spec {path}")
     return spec
 
 
+def check_spec(spec: dict, where: str) -> None:
+    """Keys, types and values of a spec that need no config: names, lists, seeds, the results root."""
+    _check_keys(spec, _SPEC_TYPES, where)
+    if "experiment" not in spec:
+        raise UserError(f"{where} needs experiment = \"name\"")
+    experiment_name(spec["experiment"], f"{where}: experiment")
+    for key, kind in (("profiles", str), ("methods", str), ("seeds", int)):
+        if key in spec:
+            _check_list(spec[key], kind, f"{where}: {key}")
+    for seed in spec.get("seeds", []):
+        check_seed(seed, f"{where}: each of seeds")
+    if "results" in spec and not spec["results"].strip():
+        raise UserError(f"{where}: results must name a folder (or be left out for the default)")
+    for key, value in spec.get("overrides", {}).items():
+        if key == "method":
+            raise UserError(f"{where}: [overrides] may not set method; list the methods in methods = [...]")
+        if not isinstance(value, _SCALAR):
+            raise UserError(f"{where}: [overrides] {key} = {value!r} must be a number, a string or "
+                            f"true/false")
+    select = spec.get("select", {})
+    _check_keys(select, _SELECT_TYPES, f"{where}: [select]")
+    if "criteria" in select:
+        _check_list(select["criteria"], str, f"{where}: [select] criteria")
+    for key in ("valid_size", "supernet_tau"):
+        if select.get(key, 0) < 0:
+            raise UserError(f"{where}: [select] {key} must be >= 0, got {select[key]}")
+    option_items(select.get("options", {}), f"{where}: [select] options")
+
+
+def _check_keys(table: dict, types: dict, where: str) -> None:
+    unknown = set(table) - set(types)
+    if unknown:
+        raise UserError(f"{where} has unknown key(s) {sorted(unknown)}; allowed: {sorted(types)}")
+    for key, value in table.items():
+        kinds = types[key] if isinstance(types[key], tuple) else (types[key],)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            names = " or ".join(_KIND_NAMES[k] for k in kinds)
+            raise UserError(f"{where}: {key} must be {names}, got {value!r}")
+
+
+def _check_list(values: list, kind: type, where: str) -> None:
+    """A non-empty list of ``kind`` without repeats (a repeated entry would be the same run twice)."""
+    if not values:
+        raise UserError(f"{where} is empty; give at least one entry or leave the key out")
+    if any(isinstance(v, bool) or not isinstance(v, kind) for v in values):
+        raise UserError(f"{where} must hold {'integers' if kind is int else 'strings'}, got {values!r}")
+    if len(set(values)) != len(values):
+        raise UserError(f"{where} repeats an entry: {values!r}")
+
+
+def option_items(options: dict, where: str) -> list[str]:
+    """``[select] options`` as ``criterion.key=value`` strings: flat (``"darts-pt.bn_mode" = "eval"``)
+    or one table per criterion (``[select.options.darts-pt]`` / dotted keys)."""
+    items = []
+    for key, value in options.items():
+        pairs = [(f"{key}.{k}", v) for k, v in value.items()] if isinstance(value, dict) else [(key, value)]
+        for name, item in pairs:
+            if not isinstance(item, _SCALAR):
+                raise UserError(f"{where}: {name} = {item!r} must be a number, a string or true/false")
+            items.append(f"{name}={str(item).lower() if isinstance(item, bool) else item}")
+    return items
+
+
 def expand(spec: dict) -> list[Job]:
-    """The jobs of a spec: profiles x methods x seeds, each with a resolved, validated config."""
+    """The jobs of a checked spec: profiles x methods x seeds, each with a resolved, validated config
+    and a validated ``[select]`` block, so that a bad spec fails before the first search."""
     from bench.paths import results_dir
 
     profiles = spec.get("profiles") or [spec.get("profile", "smoke")]
@@ -92,9 +159,37 @@ def expand(spec: dict) -> list[Job]:
     for profile in profiles:
         for method in spec.get("methods", ["darts"]):
             cfg = resolve(profile, overrides, method)
+            if spec.get("select"):
+                check_selection(spec["select"], cfg)
             for seed in spec.get("seeds", [0]):
                 jobs.append(Job(spec["experiment"], profile, method, int(seed), cfg, results, spec.get("select", {})))
     return jobs
+
+
+def expected_checkpoints(cfg: SearchConfig) -> list[int]:
+    """The epochs whose checkpoints a complete run keeps: every ``checkpoint_every``-th and the last."""
+    return sorted({e for e in range(1, cfg.epochs + 1) if e % cfg.checkpoint_every == 0} | {cfg.epochs})
+
+
+def check_selection(block: dict, cfg: SearchConfig) -> None:
+    """A ``[select]`` block against the run it will apply to: criteria, epochs, options, sizes."""
+    from bench import select
+
+    select.parse_criteria(",".join(block.get("criteria", ["magnitude"])))
+    select.parse_epochs(str(block.get("epochs", "last")), expected_checkpoints(cfg))
+    select.parse_options(option_items(block.get("options", {}), "[select] options"))
+    check_supernet_tau(block.get("supernet_tau", 0), "[select] supernet_tau")
+
+
+def check_supernet_tau(n: int, what: str) -> int:
+    """``n`` if protocol 4 can sample that many distinct cells with an input-output path."""
+    if n < 0:
+        raise UserError(f"{what} must be >= 0 (0 = off), got {n}")
+    if n:
+        alive = _cells_with_a_path()
+        if n > alive:
+            raise UserError(f"{what} = {n} exceeds the {alive} cells with an input-output path")
+    return n
 
 
 def state(path: Path) -> str:
@@ -109,6 +204,13 @@ def state(path: Path) -> str:
     if run.epochs():
         return "incomplete"
     return "pending"
+
+
+@functools.cache
+def _cells_with_a_path() -> int:
+    from bench import space
+
+    return sum(space.has_path(tuple(c)) for c in space.all_cells())
 
 
 def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, device: str | None = None) -> dict:
@@ -132,8 +234,8 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
             if job.select:
                 sel = job.select
                 names, epochs = selection_request(job, run)
-                options = select.parse_options([f"{k}={v}" for k, v in sel.get("options", {}).items()])
-                select.apply(run, names, epochs, options, sel.get("valid_size", 2000) or None,
+                options = select.parse_options(option_items(sel.get("options", {}), "[select] options"))
+                select.apply(run, names, epochs, options, sel.get("valid_size"),
                              supernet_tau=sel.get("supernet_tau", 0), data_dir=data_dir, device=device,
                              progress=False)
             status = "done"
@@ -212,27 +314,21 @@ def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "
     import joblib
     from tqdm import tqdm
 
-    if backend not in ("loky", "dask"):
-        raise UserError(f"--backend must be loky or dask, not {backend!r}")
-    if backend == "dask" and not scheduler:
-        raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (start one with `dask scheduler`)")
-    if jobs_in_parallel < 1:
-        raise UserError("--jobs must be at least 1")
+    check_request(backend, scheduler, jobs_in_parallel, threads)
     jobs = expand(load_spec(spec_path))
+    if backend == "loky":  # a cluster's workers see their own filesystems and devices
+        check_targets(jobs, data_dir)
     todo = plan(jobs, retry_failed)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs_in_parallel)
     results: list[dict] = []
     if not todo:
         return results
+    client = _connect(scheduler) if backend == "dask" else None
     devices = job_devices(len(todo))
     tasks = (joblib.delayed(run_job)(job, threads, data_dir, dev) for job, dev in zip(todo, devices))
     bar = tqdm(total=len(todo), desc="sweep", unit="job", disable=not progress)
-    if backend == "dask":
-        from distributed import Client
-
-        if not scheduler:
-            raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (start one with `dask scheduler`)")
-        with Client(scheduler), joblib.parallel_config(backend="dask"):
+    if client is not None:
+        with client, joblib.parallel_config(backend="dask"):
             for out in joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(tasks):
                 results.append(out)
                 bar.update()
@@ -248,6 +344,47 @@ def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "
     return results
 
 
+def _connect(scheduler: str):
+    """A ``distributed.Client`` of the scheduler, or a ``UserError`` saying it cannot be reached."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler)
+    except (OSError, ValueError) as err:  # a malformed address, or nothing listening there
+        raise UserError(f"--scheduler {scheduler}: cannot connect ({err}); start one with "
+                        f"`dask scheduler` and pass its tcp://HOST:PORT") from None
+
+
+def check_request(backend: str, scheduler: str | None, jobs_in_parallel: int, threads: int | None) -> None:
+    """The sweep's own options (the CLI's argparse types check the same for the command line)."""
+    if backend not in ("loky", "dask"):
+        raise UserError(f"--backend must be loky or dask, not {backend!r}")
+    if backend == "dask" and not scheduler:
+        raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (start one with `dask scheduler`)")
+    if backend != "dask" and scheduler:
+        raise UserError(f"--scheduler {scheduler} is for --backend dask; add --backend dask or drop "
+                        f"--scheduler")
+    if jobs_in_parallel < 1:
+        raise UserError("--jobs must be at least 1")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+
+
+def check_targets(jobs: list[Job], data_dir: str | None) -> None:
+    """What the jobs on this machine will touch, before the first one starts: the device, CIFAR-10,
+    the results root and each run folder."""
+    from bench import data
+    from bench.device import choose
+    from bench.paths import default_data_dir
+
+    choose()
+    data.locate(Path(data_dir) if data_dir else default_data_dir())
+    for root in sorted({job.results for job in jobs}):
+        writable_dir(root, "results folder")
+    for job in jobs:
+        writable_dir(job.run_path, "run folder")
+
+
 def status_rows(target: str | Path) -> list[dict]:
     """One row per job of a spec (or per run folder of an experiment directory)."""
     target = Path(target)
@@ -256,6 +393,9 @@ def status_rows(target: str | Path) -> list[dict]:
     elif target.is_dir():
         paths = [(p, Run(p).config().epochs, state(p)) for p in sorted(target.iterdir())
                  if (p / "config.json").exists()]
+        if not paths:
+            raise UserError(f"{target} holds no run folders (none has a config.json); give "
+                            f"results/<experiment> or a sweep spec")
     else:
         raise UserError(f"{target} is neither a sweep spec (.toml) nor an experiment folder")
     rows = []

@@ -5,11 +5,12 @@ the zero-cost-NAS measures registry).  A criterion is a function
 ``(supernet, context) -> np.ndarray``: higher score = more important op, NaN = unavailable
 (pruned).  The derived cell is ``bench.space.select_cell(scores, allow_none)``.  A
 criterion declares its options with defaults; ``Context.option`` validates them.  It may
-modify the supernet it is given (callers pass a fresh copy) and may put what it measured
+modify the supernet it is given (``compute`` hands it a copy) and may put what it measured
 besides the scores into ``context.info``.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -53,18 +54,34 @@ class Entry:
     fn: Criterion
     defaults: dict
     needs_data: bool
+    limits: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, defaults: dict | None = None, needs_data: bool = True) -> Callable[[Criterion], Criterion]:
+def register(name: str, defaults: dict | None = None, needs_data: bool = True,
+             limits: dict | None = None) -> Callable[[Criterion], Criterion]:
+    """Register ``fn`` as criterion ``name``.  ``limits`` per option: a tuple of strings (the
+    allowed values) or a ``range(low, high)``-like pair ``(low, high)`` of numbers (``high``
+    None: unbounded), checked by ``resolve_options`` before any work."""
     def wrap(fn: Criterion) -> Criterion:
         if name in _REGISTRY:
             raise ValueError(f"criterion {name!r} registered twice")
-        _REGISTRY[name] = Entry(name, fn, dict(defaults or {}), needs_data)
+        _REGISTRY[name] = Entry(name, fn, dict(defaults or {}), needs_data, dict(limits or {}))
         return fn
     return wrap
+
+
+def _check_limit(name: str, key: str, value, limit) -> None:
+    if all(isinstance(v, str) for v in limit):
+        if value not in limit:
+            raise UserError(f"Option {name}.{key}={value!r} must be one of {', '.join(limit)}")
+        return
+    low, high = limit
+    if not np.isfinite(value) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise UserError(f"Option {name}.{key}={value!r} must be {bound}")
 
 
 def names() -> list[str]:
@@ -100,13 +117,21 @@ def resolve_options(name: str, given: dict | None) -> dict:
         except ValueError:
             raise UserError(f"Option {name}.{key}={value!r} must be of type {type(default).__name__}") from None
         options[key] = value
+    for key, limit in entry(name).limits.items():
+        _check_limit(name, key, options[key], limit)
     return options
 
 
-def compute(name: str, supernet, context: Context | None = None) -> np.ndarray:
-    """Scores of criterion ``name``; ``context.options`` is resolved against its defaults."""
+def compute(name: str, supernet, context: Context | None = None, owned: bool = False) -> np.ndarray:
+    """Scores of criterion ``name``; ``context.options`` is resolved against its defaults.
+
+    A criterion may change the network it scores (train-mode BatchNorm statistics, masks,
+    fine-tuning), so it gets its own copy of ``supernet`` unless the caller hands the network
+    over (``owned=True``: a network loaded for this one call)."""
     context = context or Context()
     context.options = resolve_options(name, context.options)
+    if not owned:
+        supernet = copy.deepcopy(supernet)
     scores = np.asarray(entry(name).fn(supernet, context), dtype=np.float64)
     if scores.shape != (6, 5):
         raise RuntimeError(f"criterion {name!r} returned shape {scores.shape}, expected (6, 5)")
@@ -118,4 +143,4 @@ def unavailable(supernet) -> np.ndarray:
     return ~supernet.op_mask.cpu().numpy()
 
 
-from criteria import darts_pt, eoinas, magnitude, ostr, random_scores  # noqa: E402,F401  (they register themselves)
+from criteria import darts_pt, eoinas, magnitude, ostr, random_scores, zc_pt  # noqa: E402,F401  (they register themselves)

@@ -1,8 +1,8 @@
-"""DARTS magnitude selection (Liu et al., ICLR 2019; NB201 rule, criteria-spec §2.3).
+"""DARTS magnitude selection (Liu et al., ICLR 2019; NB201 rule, docs/criteria.md §9.1).
 
 Score = log softmax(alpha) over the available ops: the per-edge argmax equals argmax alpha
 (= argmax softmax(alpha)), and the additive architecture score is the cell's
-log-probability under the factorised categorical (design.md §6).  'none' may be selected.
+log-probability under the factorised categorical (docs/criteria.md §6).  'none' may be selected.
 Pruned ops score NaN.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Operation strength (OStr-DARTS, Yang et al., arXiv 2409.14433; criteria-spec §4) [recon].
+"""Operation strength (OStr-DARTS, Yang et al., arXiv 2409.14433; docs/criteria.md §9.3) [recon].
 
-The paper's formula could not be read; the harness default is the spec's reconstruction
+The paper's formula could not be read; the harness default is the reconstruction
 ``taylor``: with the mixing weights beta = w(alpha) treated as free scalars (one per edge
 and op, shared by all cells), the loss change from deleting op o on edge e is estimated to
 first order as  Delta L_{e,o} ~= -beta_{e,o} * dL_val/dbeta_{e,o}, averaged (signed) over
@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UserError
-from bench.evaluate import bn_mode, evaluate
+from bench.evaluate import BN_MODES, bn_mode, evaluate
 from criteria import Context, register, unavailable
 
 VARIANTS = ("taylor", "abs", "exact")
 
 
-@register("ostr", defaults={"variant": "taylor", "bn_mode": "eval"})
+@register("ostr", defaults={"variant": "taylor", "bn_mode": "eval"},
+          limits={"variant": VARIANTS, "bn_mode": BN_MODES})
 def ostr(supernet, context: Context) -> np.ndarray:
     variant, mode = context.options["variant"], context.options["bn_mode"]
     if variant not in VARIANTS:

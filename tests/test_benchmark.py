@@ -19,7 +19,8 @@ def test_known_values_of_the_shared_table(truth):
     assert round(np.nanmax(in16), 2) == 47.31
     assert round(np.nanmax(truth.metric("cifar10-valid_valid")), 2) == 91.61
     skip = truth.lookup(ALL_SKIP)
-    assert (round(skip["cifar10_test"], 2), round(skip["cifar100_test"], 2), round(skip["ImageNet16-120_test"], 2)) == (54.30, 15.61, 16.32)
+    headline = ("cifar10_test", "cifar100_test", "ImageNet16-120_test")
+    assert tuple(round(skip[name], 2) for name in headline) == (54.30, 15.61, 16.32)
     assert round(skip["cifar10-valid_valid"], 2) == 39.77
     assert round(truth.lookup((0,) * 6)["cifar10_test"], 2) == 10.00
     dead = np.array([not space.has_path(tuple(c)) for c in space.all_cells()])
@@ -69,9 +70,12 @@ def test_third_party_layout_is_mapped(truth):
 
 @pytest.mark.parametrize("header, expected", [
     ("cifar10_test", "cifar10_test"), ("cifar10-valid_valid", "cifar10-valid_valid"),
-    ("CIFAR10TestAccuracy200Epochs", "cifar10_test"), ("ImageNetTestAccuracy200Epochs", "ImageNet16-120_test"),
-    ("ImageNet16-120_valid_12ep", "ImageNet16-120_valid_12ep"), ("cifar100_valid_12ep", "cifar100_valid_12ep"),
-    ("C100 Test Acc", "cifar100_test"), ("ArchitectureString", "arch"), ("UniqueString", None), ("index", "index"),
+    ("CIFAR10TestAccuracy200Epochs", "cifar10_test"),
+    ("ImageNetTestAccuracy200Epochs", "ImageNet16-120_test"),
+    ("ImageNet16-120_valid_12ep", "ImageNet16-120_valid_12ep"),
+    ("cifar100_valid_12ep", "cifar100_valid_12ep"),
+    ("C100 Test Acc", "cifar100_test"), ("ArchitectureString", "arch"), ("UniqueString", None),
+    ("index", "index"),
     ("cifar10_params", "cifar10_params"),
 ])
 def test_column_mapping(header, expected):
@@ -121,7 +125,7 @@ def test_missing_truncated_and_wrong_files(tmp_path, table_path):
 SEED_OFFSETS = (-0.3, 0.3)  # two seeds around each table value: their mean is the table value
 
 
-def _official_dict(truth, indices):
+def _official_dict(truth, indices, value=lambda v: v):
     from nas_201_api.api_utils import ArchResults, ResultsCount
 
     splits = {"cifar10-valid": {"x-valid": "cifar10-valid_valid", "ori-test": "cifar10-valid_test"},
@@ -142,8 +146,7 @@ def _official_dict(truth, indices):
                                          seed, 1, None)
                     accs, losses, times = {}, {}, {}
                     for split, metric in names.items():
-                        value = values.get(metric + suffix, math.nan)
-                        accs[f"{split}@0"] = value + offset
+                        accs[f"{split}@0"] = value(values.get(metric + suffix, math.nan) + offset)
                         losses[f"{split}@0"] = 1.0
                         times[f"{split}@0"] = 1.0
                     count.update_eval(accs, losses, times)
@@ -185,3 +188,159 @@ def test_nats_directory_reader_matches_the_table(truth, nats_fixture_dir, tmp_pa
     again = benchmark.load(target)
     assert again.lookup(11)["cifar100_valid"] == pytest.approx(nats.lookup(11)["cifar100_valid"])
     assert again.origin["format"] == "nats-tss-directory"
+
+
+# -- tables are checked on load: every reader, one validation (check_columns) --
+def _crafted(tmp_path, table_path, edit, suffix=".csv", name="t"):
+    """The first four rows of the real table, three metric columns, after ``edit(frame)``."""
+    columns = ["index", "arch", "cifar10_test", "cifar100_test", "cifar10-valid_valid"]
+    frame = pd.read_csv(table_path, nrows=4)[columns]
+    frame = frame.astype({"cifar10_test": object, "index": object})
+    edit(frame)
+    path = tmp_path / f"{name}{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:  # Parquet columns have one type: text if any field is text, else numbers
+        for column in ("cifar10_test", "index"):
+            text = frame[column].map(lambda v: isinstance(v, str)).any()
+            frame[column] = frame[column].astype(str) if text else pd.to_numeric(frame[column])
+        frame.to_parquet(path)
+    return path
+
+
+def _set(column, row, value):
+    def edit(frame):
+        frame.loc[row, column] = value
+    return edit
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("edit, message", [
+    (_set("cifar10_test", 2, "94.36%"), r"column 'cifar10_test', row 3 \(cell \|avg_pool_3x3~0\|.*'94.36%'.*"
+                                        r"not a number.*without a % sign"),
+    (_set("cifar100_test", 1, math.inf),
+     r"column 'cifar100_test', row 2 \(cell \|nor_conv_3x3~0\|.* is inf; give the finite value"),
+    (_set("cifar100_test", 0, -math.inf), r"column 'cifar100_test', row 1 .* is -inf"),
+    (_set("cifar10-valid_valid", 3, 100.5),
+     r"column 'cifar10-valid_valid'.*row 4 .* is 100.5: an accuracy in %"),
+    (_set("index", 3, None), r"index column 'index', row 4 .* is empty; every row needs its benchmark index"),
+    (_set("index", 1, 2.5), r"index column 'index', row 2 .* is 2.5"),
+    (_set("index", 0, 15625), r"index column 'index', row 1 .* is 15625.*0\.\.15624 \(-1 where unknown\)"),
+    (_set("index", 0, -2), r"index column 'index', row 1 .* is -2"),
+    (_set("index", 3, 1), r"index column 'index' gives index 1 to rows 2 and 4"),
+    (_set("arch", 3, "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~3|"), r"row 4: Malformed NB201"),
+])
+def test_bad_values_name_column_row_and_fix(tmp_path, table_path, suffix, edit, message):
+    path = _crafted(tmp_path, table_path, edit, suffix)
+    with pytest.raises(UserError, match=message) as raised:
+        benchmark.load(path)
+    assert str(path) in str(raised.value)
+
+
+def test_fractions_where_percentages_belong(tmp_path, table_path):
+    def to_fractions(frame):
+        frame["cifar100_test"] = frame["cifar100_test"] / 100
+    path = _crafted(tmp_path, table_path, to_fractions)
+    best = pd.read_csv(table_path, nrows=4)["cifar100_test"].idxmax()
+    with pytest.raises(UserError, match=rf"column 'cifar100_test' \(cifar100_test\) holds fractions"
+                                        rf".*at row {best + 1} \(cell .*multiply the column by 100"):
+        benchmark.load(path)
+
+
+def test_cells_without_a_path_may_sit_below_one_percent(tmp_path, table_path):
+    """A dead cell's 0.83 % (ImageNet16-120 chance) is a percentage, not a fraction."""
+    dead = space.to_string((0,) * 6)
+    path = tmp_path / "dead.csv"
+    path.write_text(f"arch,ImageNet16-120_test\n{dead},0.833333\n")
+    assert benchmark.load(path).lookup(dead)["ImageNet16-120_test"] == pytest.approx(0.833333)
+
+
+def test_an_alias_column_shadowing_the_canonical_one_is_refused(tmp_path, table_path):
+    def add_alias(frame):
+        frame["CIFAR10TestAccuracy200Epochs"] = 50.0
+    with pytest.raises(UserError, match="columns 'cifar10_test' and 'CIFAR10TestAccuracy200Epochs' both "
+                                        "map to 'cifar10_test'.*delete or rename one"):
+        benchmark.load(_crafted(tmp_path, table_path, add_alias))
+    with pytest.raises(UserError, match="columns 'ArchitectureString' and 'arch' both map to 'arch'"):
+        benchmark.load(_crafted(tmp_path, table_path, lambda f: f.insert(0, "ArchitectureString", f["arch"]),
+                                name="archs"))
+    repeated = tmp_path / "repeated.csv"  # pandas renames the second header cifar10_test.1
+    repeated.write_text(f"arch,cifar10_test,cifar10_test\n{space.to_string(ALL_SKIP)},54.3,54.3\n")
+    with pytest.raises(UserError, match="'cifar10_test' and 'cifar10_test.1' both map"):
+        benchmark.load(repeated)
+
+
+def test_repeated_cells_name_both_rows(tmp_path, table_path):
+    arch = pd.read_csv(table_path, nrows=1).arch[0]
+    with pytest.raises(UserError, match=r"lists cell .* twice, in rows 1 and 3"):
+        benchmark.load(_crafted(tmp_path, table_path, _set("arch", 2, arch)))
+
+
+def test_an_empty_field_is_a_missing_value(tmp_path, table_path):
+    frame = pd.read_csv(table_path, nrows=4)
+    loaded = benchmark.load(_crafted(tmp_path, table_path, _set("cifar10_test", 1, None)))
+    assert math.isnan(loaded.lookup(frame.arch[1])["cifar10_test"])
+    assert loaded.lookup(frame.arch[2])["cifar10_test"] == pytest.approx(frame.cifar10_test[2])
+    assert int(loaded.available("cifar10_test").sum()) == 3
+
+
+def test_the_real_tables_load_clean(truth):
+    from bench.paths import shared_data_dir
+
+    frame = pd.read_csv(shared_data_dir() / "nas-bench-201" / "nb201_accuracy.csv", nrows=0)
+    assert set(truth.origin["column_map"].values()) == set(frame.columns) - {"index", "arch"}
+    for name in truth.metric_names:
+        values = truth.metric(name)
+        assert np.isfinite(values).all() and 0 < values.min() and values.max() <= 100, name
+    foreign = benchmark.load(shared_data_dir() / "nas-bench-201" / "nb201_test_accuracy.csv")
+    assert all(np.isfinite(foreign.metric(name)).all() for name in foreign.metric_names)
+
+
+def test_official_pth_values_are_checked(truth, tmp_path):
+    path = tmp_path / "inf.pth"
+    torch.save(_official_dict(truth, (0, 11), value=lambda v: math.inf), path)
+    with pytest.raises(UserError, match=rf"{path}: column 'cifar10-valid_valid', row 1 \(cell .* is inf"):
+        benchmark.load(path)
+
+
+@pytest.mark.parametrize("blob, message", [
+    ({"meta_archs": 7, "arch2infos": {}}, "meta_archs is of type int, not the list of cell strings"),
+    ({"meta_archs": ["|x~0|"], "arch2infos": {}}, r"\(meta_archs\), row 1: Malformed NB201"),
+    ({"meta_archs": [], "arch2infos": [1, 2]}, "arch2infos is of type list, not a dict"),
+    ({"meta_archs": [], "arch2infos": {3: {}}}, "a record under 3, which is no index into meta_archs"),
+    ({"arch2infos": {0: "text"}}, "record of benchmark index 0 is not a NAS-Bench-201 result record "
+                                  r"\(TypeError"),
+    ({"arch2infos": {0: {"full": "/etc/passwd"}}}, "record of benchmark index 0 .*ArchResults state dicts"),
+    ({"arch2infos": {0: {"full": {"arch_str": "x"}}}}, "record of benchmark index 0 .*holds no results"),
+    ({"arch2infos": {0: {"full": {"all_results": 5}}}}, r"record of benchmark index 0 .*\(AssertionError"),
+])
+def test_official_pth_with_the_right_keys_and_the_wrong_inside(tmp_path, blob, message):
+    blob = {"meta_archs": [space.to_string(space.from_code(c)) for c in range(3)], **blob}
+    path = tmp_path / "odd.pth"
+    torch.save(blob, path)
+    with pytest.raises(UserError, match=message):
+        benchmark.load(path)
+
+
+def test_nats_directory_with_a_damaged_record(nats_fixture_dir, tmp_path):
+    import bz2
+    import pickle
+    import shutil
+
+    copy = tmp_path / nats_fixture_dir.name
+    shutil.copytree(nats_fixture_dir, copy)
+    (copy / "000011.pickle.pbz2").chmod(0o644)
+    (copy / "000011.pickle.pbz2").write_bytes(bz2.compress(pickle.dumps({"full": "nothing here"})))
+    with pytest.raises(UserError, match=r"000011.pickle.pbz2: the record of benchmark index 11 is not"):
+        benchmark.load(copy)
+
+
+def test_a_partial_table_converts_and_loads_again(tmp_path, table_path):
+    """Cells a partial table does not list are saved with index -1 (unknown) and load again."""
+    frame = pd.read_csv(table_path, nrows=3)[["arch", "cifar10_test"]]
+    source = tmp_path / "partial.csv"
+    frame.to_csv(source, index=False)
+    benchmark.convert(source, tmp_path / "partial.parquet")
+    again = benchmark.load(tmp_path / "partial.parquet")
+    assert int(again.available("cifar10_test").sum()) == 3 and int((again.index >= 0).sum()) == 3
+    assert again.lookup(frame.arch[2])["cifar10_test"] == pytest.approx(frame.cifar10_test[2])

@@ -96,11 +96,109 @@ def test_search_and_show(cifar_root, capsys, isolated_results):
 
 @pytest.mark.parametrize("override, fragment", [
     ("epochs=0", "positive integer"), ("epochs=two", "needs a value of type int"), ("colour=red", "key one of"),
-    ("order=third", "must be one of"), ("w_lr=nan", ">= 0"), ("weight_size=49900", "exceeds"),
+    ("order=third", "must be one of"), ("w_lr=nan", "finite"), ("w_lr=-1", ">= 0"), ("weight_size=49900", "exceeds"),
 ])
 def test_bad_config_values(capsys, override, fragment):
     assert main(["search", "--profile", "smoke", "--set", override]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_set_method_is_the_method_with_its_defaults():
+    from bench import config
+
+    nap = config.resolve("smoke", ["method=nap", "epochs=8"])
+    assert nap == config.resolve("smoke", ["epochs=8"], "nap") == config.resolve("smoke", ["method=nap", "epochs=8"], "nap")
+    assert (nap.method, nap.relaxation, nap.exclude_none) == ("nap", "sigmoid", True)
+    assert config.resolve("smoke", ["method=darts"]) == config.resolve("smoke")
+
+
+@pytest.mark.parametrize("seed, ok", [(0, True), (2**32 - 1, True), (-1, False), (2**32, False), (True, False),
+                                      (1.0, False)])
+def test_seed_range(seed, ok):
+    from bench.config import check_seed
+    from bench.errors import UserError
+
+    if ok:
+        assert check_seed(seed) == seed
+    else:
+        with pytest.raises(UserError, match="0 to 4294967295"):
+            check_seed(seed)
+
+
+@pytest.mark.parametrize("name, ok", [("cpu-study", True), ("a.b_c-1", True), ("x" * 100, True), ("x" * 101, False),
+                                      ("", False), (".", False), ("..", False), (".hidden", False), ("-x", False),
+                                      ("a/b", False), ("../x", False), ("/tmp/x", False), ("a b", False),
+                                      ("a\nb", False), ("é", False), (5, False)])
+def test_experiment_names_are_one_safe_folder_name(name, ok):
+    from bench.errors import UserError
+    from bench.paths import experiment_name
+
+    if ok:
+        assert experiment_name(name) == name
+    else:
+        with pytest.raises(UserError, match="one folder name"):
+            experiment_name(name)
+
+
+def test_output_paths(tmp_path):
+    from bench.errors import UserError
+    from bench.paths import output_dir, output_file, writable_dir
+
+    (tmp_path / "in.json").write_text("[]")
+    (tmp_path / "file").write_text("x")
+    assert output_file(tmp_path / "out.csv", "--out", (tmp_path / "in.json",)) == tmp_path / "out.csv"
+    assert output_dir(tmp_path / "new", "--out") == tmp_path / "new" and not (tmp_path / "new").exists()
+    for call, fragment in [(lambda: output_file(tmp_path / "in.json", "--out", (tmp_path / "in.json",)), "input"),
+                           (lambda: output_file(tmp_path / "." / "in.json", "--out", (tmp_path / "in.json",)), "input"),
+                           (lambda: output_file(tmp_path / "no" / "out.csv", "--out"), "does not exist"),
+                           (lambda: output_file(tmp_path, "--out"), "is a folder"),
+                           (lambda: output_dir(tmp_path / "file", "--out"), "is a file"),
+                           (lambda: output_dir(tmp_path / "no" / "dir", "--out"), "does not exist"),
+                           (lambda: output_dir(tmp_path, "--out", (tmp_path,)), "input"),
+                           (lambda: writable_dir(tmp_path / "file" / "sub", "results"), "is not a folder")]:
+        with pytest.raises(UserError, match=fragment):
+            call()
+    assert not (tmp_path / "no").exists()
+
+
+def test_empty_environment_variables_count_as_unset(monkeypatch):
+    from bench import paths
+
+    monkeypatch.setenv("BENCH_RESULTS", "")
+    monkeypatch.setenv("BENCH_BENCHMARK", "")
+    assert paths.results_dir() == paths.PROJECT_ROOT / "results"
+    assert paths.default_benchmark_file().name == "nb201_accuracy.csv"
+
+
+@pytest.mark.parametrize("name, fragment", [("meta", "not supported"), ("xla", "not supported"),
+                                            ("tpu", "not a device"), ("cuda:x", "not a device"),
+                                            ("mps", "MPS is not available")])
+def test_unsupported_devices(monkeypatch, name, fragment):
+    import torch
+
+    from bench import device
+    from bench.errors import UserError
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UserError, match=fragment):
+        device.choose(name)
+    monkeypatch.setenv("BENCH_DEVICE", name)
+    with pytest.raises(UserError, match=f"BENCH_DEVICE '{name}'"):
+        device.choose()
+    assert device.choose("cpu").type == "cpu"
+
+
+def test_cuda_index_beyond_the_visible_devices(monkeypatch):
+    import torch
+
+    from bench import device
+    from bench.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert str(device.choose("cuda:1")) == "cuda:1"
+    with pytest.raises(UserError, match="2 CUDA device"):
+        device.choose("cuda:2")
 
 
 def test_unknown_profile(capsys):

@@ -79,30 +79,52 @@ def _context(slice_data, size=512, **options):
                                         slice_data.weight_indices), seed=0, options=options, valid_size=size)
 
 
-@pytest.mark.parametrize("name, options", [("darts-pt", {}), ("darts-pt", {"crit": "loss"}),
-                                           ("darts-pt", {"bn_mode": "eval"}), ("ostr", {}),
+ONESHOT = "darts-pt-oneshot"
+
+
+@pytest.mark.parametrize("name, options", [(ONESHOT, {}), (ONESHOT, {"crit": "loss"}),
+                                           (ONESHOT, {"bn_mode": "eval"}), (ONESHOT, {"transform": "plain"}),
+                                           ("ostr", {}),
                                            ("ostr", {"variant": "exact"}), ("ostr", {"variant": "abs"})])
 def test_the_only_conv_on_the_path_scores_highest(one_path_net, slice_data, name, options):
     # a copy each: train-mode evaluations update BN running statistics, as in the official code
     scores = criteria.compute(name, copy.deepcopy(one_path_net), _context(slice_data, **options))
-    assert scores[3, 3] > 0
     assert scores[3, 3] == np.nanmax(scores)
     assert space.select_cell(scores)[3] == 3
-    assert scores[3, 0] == 0.0  # masking 'none' changes nothing
     assert np.isnan(scores[3, [1, 2, 4]]).all()  # pruned
+    if name == "ostr":
+        assert scores[3, 3] > 0
+        assert scores[3, 0] == 0.0  # 'none' is never computed: deleting it changes nothing
+    else:  # masking 'none' is evaluated (its own draw); masking the conv leaves a constant output
+        assert scores[3, 3] > scores[3, 0]
 
 
-@pytest.mark.parametrize("name", ["darts-pt", "darts-pt-loss"])
-def test_darts_pt_masks_together_score_as_one_by_one(one_path_net, slice_data, name):
-    """An edge's masks in one forward (the CUDA default) give the drops of separate evaluations."""
-    options = {"crit": "loss"} if name == "darts-pt-loss" else {}
+def test_oneshot_breaks_ties_to_the_first_op_and_counts_them(one_path_net, slice_data):
+    """On plain batches every mask of an edge fixed to 'none' evaluates the same network: a five-way
+    tie on each of the 5 fixed edges, broken to op 0 as the official strict ``<`` does."""
+    ctx = _context(slice_data, transform="plain")
+    scores = criteria.compute(ONESHOT, copy.deepcopy(one_path_net), ctx)
+    assert ctx.info["ties"] == 5
+    for edge, test in enumerate(ctx.info["edges"]):
+        if edge == 3:
+            assert test["tied_ops"] == [] and test["op"] == 3
+        else:
+            assert test["tied_ops"] == [0, 1, 2, 3, 4] and test["op"] == 0
+            assert len(set(scores[edge])) == 1 and space.select_cell(scores)[edge] == 0
+    assert ctx.info["evaluations"] == 5 * 5 + 2  # edge 3 has two ops left
+
+
+@pytest.mark.parametrize("crit", ["acc", "loss"])
+def test_oneshot_masks_together_score_as_one_by_one(one_path_net, slice_data, crit):
+    """Several masks in one forward, each on its own draw with its own BatchNorm statistics, give
+    the scores of separate evaluations (up to float rounding: one image may flip)."""
     net = copy.deepcopy(one_path_net)
     for e in (0, 1):
-        net.fixed[e] = None  # two undecided edges with four ops each
-    one = criteria.compute("darts-pt", copy.deepcopy(net), _context(slice_data, 256, masks_together=1, **options))
-    four = criteria.compute("darts-pt", copy.deepcopy(net), _context(slice_data, 256, masks_together=4, **options))
+        net.fixed[e] = None  # two undecided edges with five ops each
+    one, five = (criteria.compute(ONESHOT, copy.deepcopy(net),
+                                  _context(slice_data, 256, masks_together=k, crit=crit)) for k in (1, 5))
     assert np.isfinite(one[0]).all() and np.isfinite(one[1]).all()
-    np.testing.assert_allclose(four, one, rtol=1e-4, atol=1e-5 if name == "darts-pt-loss" else 100 / 256 + 1e-9)
+    np.testing.assert_allclose(five, one, rtol=1e-4, atol=1e-5 if crit == "loss" else 100 / 256 + 1e-9)
 
 
 def test_masking_an_op_of_zero_weight_changes_nothing(slice_data):
@@ -110,10 +132,14 @@ def test_masking_an_op_of_zero_weight_changes_nothing(slice_data):
     with torch.no_grad():
         net.alpha[2, 4] = -1e4  # softmax weight exactly 0
     assert float(net.arch_weights().detach()[2, 4]) == 0.0
-    for name, options in (("darts-pt", {}), ("darts-pt", {"crit": "loss"}), ("ostr", {"variant": "exact"}),
-                          ("ostr", {})):
+    for name, options in ((ONESHOT, {"transform": "plain"}),
+                          (ONESHOT, {"transform": "plain", "crit": "loss"}),
+                          ("ostr", {"variant": "exact"}), ("ostr", {})):
         scores = criteria.compute(name, net, _context(slice_data, 64, **options))
-        assert scores[2, 4] == 0.0, name
+        if name == "ostr":
+            assert scores[2, 4] == 0.0, name
+        else:  # the same network as with 'none' masked, on the same batches
+            assert scores[2, 4] == scores[2, 0], options
 
 
 def test_ostr_taylor_approaches_exact_as_the_weight_vanishes(slice_data):
@@ -147,13 +173,45 @@ def test_eoinas_accuracy_term_counts_samples(slice_data):
     net = _tiny(5)
     ctx = _context(slice_data, samples=16)
     scores = criteria.compute("eoinas", net, ctx)
-    counts = np.array(ctx.info["sample_counts"])
-    assert (counts.sum(axis=1) == 16).all()
+    drawn, forced = np.array(ctx.info["sample_counts"]), np.array(ctx.info["forced_counts"])
+    assert (drawn.sum(axis=1) == 16).all()
+    assert ((drawn + forced) >= 1).all()  # every available op measured at least once
+    assert (forced[drawn > 0] == 0).all()
     probs = torch.softmax(net.alpha.detach().double(), -1).numpy()
     assert ((scores - probs) >= 0).all() and ((scores - probs) <= 0.5 + 1e-12).all()
 
 
-@pytest.mark.parametrize("name", ["darts-pt", "ostr", "eoinas", "random", "magnitude"])
+def test_eoinas_measures_ops_no_draw_picked(slice_data):
+    """softmax(alpha) ~ 1 on conv3x3 everywhere: the draws all give one cell, and every other op gets
+    one forced draw of its own (its edge set to it, the rest drawn), whose accuracy enters A."""
+    from bench.evaluate import evaluate
+
+    net = _tiny(7)
+    with torch.no_grad():
+        net.alpha.fill_(-30.0)
+        net.alpha[:, 3] = 30.0
+    ctx = _context(slice_data, 128, samples=4)
+    scores = criteria.compute("eoinas", copy.deepcopy(net), ctx)
+    drawn, forced = np.array(ctx.info["sample_counts"]), np.array(ctx.info["forced_counts"])
+    assert (drawn[:, 3] == 4).all() and drawn.sum() == 4 * 6
+    assert (forced[:, 3] == 0).all() and (forced[:, [0, 1, 2, 4]] == 1).all()
+    batches = ctx.valid_batches()
+    term = np.array(ctx.info["accuracy_term"])
+    for k, (e, o) in enumerate((e, o) for e in range(6) for o in (0, 1, 2, 4)):
+        cell = [3] * 6
+        cell[e] = o
+        net.fixed = cell
+        expected = evaluate(copy.deepcopy(net), [batches[(4 + k) % len(batches)]], "train").accuracy / 100
+        assert term[e, o] == expected
+        prob = float(torch.softmax(net.alpha.detach()[e].double(), 0)[o])
+        assert scores[e, o] == pytest.approx(prob + 0.5 * expected)
+    net.fixed = [None] * 6
+    ctx = _context(slice_data, 128, samples=4, min_samples=0)  # the old rule: never drawn -> A = 0
+    criteria.compute("eoinas", copy.deepcopy(net), ctx)
+    assert (np.array(ctx.info["accuracy_term"])[:, [0, 1, 2, 4]] == 0).all()
+
+
+@pytest.mark.parametrize("name", [ONESHOT, "ostr", "eoinas", "random", "magnitude"])
 def test_criteria_are_deterministic(slice_data, name):
     options = {"samples": 8} if name == "eoinas" else {}
     a = criteria.compute(name, _tiny(6), _context(slice_data, 64, **options))
@@ -165,32 +223,37 @@ def test_unknown_criterion_and_options():
     with pytest.raises(UserError, match="Unknown criterion"):
         criteria.entry("nope")
     with pytest.raises(UserError, match="has no option 'colour'"):
-        criteria.resolve_options("darts-pt", {"colour": "red"})
+        criteria.resolve_options(ONESHOT, {"colour": "red"})
     with pytest.raises(UserError, match="must be of type int"):
         criteria.resolve_options("eoinas", {"samples": "many"})
     assert criteria.resolve_options("eoinas", {"samples": "8"})["samples"] == 8
 
 
-def test_select_command_on_a_smoke_run(cifar_root, capsys, isolated_results):
+def test_select_command_on_a_smoke_run(cifar_root, capsys, isolated_results, truth):
+    from bench import score
     from bench.cli import main
 
-    assert main(["search", "--profile", "smoke", "--quiet", "--data-dir", str(cifar_root), "--set", "epochs=2",
-                 "--experiment", "sel"]) == 0
+    assert main(["search", "--profile", "smoke", "--quiet", "--data-dir", str(cifar_root),
+                 "--set", "epochs=2", "--experiment", "sel"]) == 0
     run_dir = next((isolated_results / "sel").iterdir())
-    args = ["select", str(run_dir), "--criteria", "magnitude,darts-pt,ostr,eoinas,random", "--valid-size", "64",
+    args = ["select", str(run_dir), "--criteria", f"magnitude,{ONESHOT},ostr,eoinas,random",
+            "--valid-size", "64",
             "--option", "eoinas.samples=8", "--supernet-tau", "12", "--quiet"]
     assert main(args) == 0
     records = [json.loads(line) for line in (run_dir / "selections.jsonl").read_text().splitlines()]
     assert len(records) == 2 * 6
-    one = next(r for r in records if r["criterion"] == "darts-pt" and r["epoch"] == 2)
-    # one baseline, then per edge the 4 ops other than 'none' masked, one batch each
-    assert one["cost"]["forward_passes"] == 1 + 6 * 4
-    assert one["info"]["evaluations"] == 25 and one["info"]["bn_mode"] == "train"
-    assert all(row[0] == 0.0 for row in one["scores"])  # masking 'none' changes nothing
-    assert {r["protocol"] for r in one["rank"]} == {"1-arch", "2-op-marginal", "3-op-conditional"}
-    assert set(one["accuracies"]) >= {"cifar10_test", "cifar100_test", "ImageNet16-120_test"}
+    one = next(r for r in records if r["criterion"] == ONESHOT and r["epoch"] == 2)
+    # per edge all five ops masked, each evaluation one batch of 64 (its own draw)
+    assert one["cost"]["forward_passes"] == 6 * 5
+    info = one["info"]
+    assert info["evaluations"] == 30 and info["bn_mode"] == "train" and info["batch_size"] == 64
+    assert (info["valid_images"], info["alpha_half_images"], info["as_published"]) == (64, 512, False)
+    assert "validation subset: 64 of the 512 alpha-half images (published: all)" in info["deviations"]
+    scored = score.score_selection(one, truth)
+    assert {r["protocol"] for r in scored["rank"]} == {"1-arch", "2-op-marginal", "3-op-conditional"}
+    assert set(scored["accuracies"]) >= {"cifar10_test", "cifar100_test", "ImageNet16-120_test"}
     supernet = next(r for r in records if r["criterion"] == "_supernet")
-    assert len(supernet["measured"]) == 12 and supernet["rank"][0]["n"] == 12
+    assert len(supernet["measured"]) == 12
     capsys.readouterr()
     assert main(args) == 0  # everything is there already
     assert "0 new selection record(s)" in capsys.readouterr().out
@@ -206,15 +269,18 @@ def test_darts_pt_projection_decides_every_edge_once(cifar_root, freeze):
     cfg = config.resolve("smoke").replace(epochs=1, freeze_alpha=freeze)
     run = experiment.search("smoke", cfg, 0, "proj", data_dir=cifar_root, progress=False)
     before = load_supernet(run, device=torch.device("cpu")).alpha.detach().clone()
-    records = select.apply(run, ["darts-pt-proj"], [1], {"darts-pt-proj": {"proj_intv": "1", "tune_steps": "2"}},
-                           valid_size=64, progress=False)
+    options = {"darts-pt-proj": {"proj_intv": "1", "tune_steps": "2"}}
+    records = select.apply(run, ["darts-pt-proj"], [1], options, valid_size=64, progress=False)
     info = records[0]["info"]
     assert sorted(d["edge"] for d in info["decisions"]) == list(range(6))
     assert [d["tune_epoch"] for d in info["decisions"]] == [0, 1, 2, 3, 4, 5]
     assert space.parse(records[0]["cell"]) == tuple(info["final_cell"])
-    for d in info["decisions"]:
-        assert d["op"] == int(np.nanargmax(d["drops"]))
-    assert records[0]["cost"]["forward_passes"] > 6 * 6
+    for d in info["decisions"]:  # all five ops masked; the first of the highest scores wins
+        scores = np.array(d["scores"], dtype=float)
+        assert np.isfinite(scores).all() and d["op"] == int(np.argmax(scores))
+        assert d["op"] == int(np.argmin(d["masked_accuracy"]))  # the official argmin of the masked accuracy
+    assert info["evaluations"] == 30 and records[0]["cost"]["forward_passes"] > 6 * 5
+    assert "proj_intv=1 (published: 5)" in info["deviations"] and info["alpha_trains"] == (not freeze)
     after = torch.tensor(info["alpha_after"])
     if freeze:  # DARTS-PT (fix alpha): only the weights are tuned
         assert torch.equal(after, before)
@@ -223,8 +289,10 @@ def test_darts_pt_projection_decides_every_edge_once(cifar_root, freeze):
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_masking_none_changes_no_logit_so_darts_pt_skips_it(slice_data, mode):
-    """The evaluation darts-pt skips: 'none' masked (weight 0, no renormalisation) equals the base."""
+def test_masking_none_changes_no_logit_on_fixed_batches(slice_data, mode):
+    """Why ``edge_drops`` (ostr exact) does not evaluate 'none': on fixed batches, 'none' masked
+    (weight 0, no renormalisation) equals the unmasked network.  The DARTS-PT mask test evaluates
+    it anyway: there every evaluation has its own shuffle and augmentation, as the official queue."""
     from bench.evaluate import evaluate
 
     net = _tiny(2)

@@ -94,7 +94,9 @@ def test_nap_none_threshold_discards_weak_edges():
 
 
 def test_eoinas_prunes_one_op_per_edge_per_stage_and_resets_adam(tmp_path, tiny_data):
-    cfg = _smoke("eoinas")
+    from bench.methods import EoiNAS
+
+    cfg = _smoke("eoinas", eoi_variant="code")
     assert (cfg.epochs, cfg.warmup_epochs, cfg.prune_every) == (5, 1, 1)
     run, net = _run(cfg, tmp_path, "eoi", tiny_data)
     records = run.epochs()
@@ -104,13 +106,30 @@ def test_eoinas_prunes_one_op_per_edge_per_stage_and_resets_adam(tmp_path, tiny_
     assert records[2]["method"]["temperature"] == pytest.approx(5.0 * 0.965)
     mask = np.array(records[-1]["op_mask"])
     assert (mask.sum(axis=1) == 1).all() and not mask[:, 0].any()  # drop_none_last
-    for r in records[1:]:
+    # the code counts only steps that train alpha: none in the warm-up, 4 per epoch after it
+    # (N reset at pruning)
+    assert np.array(records[0]["method"]["samples"]).sum() == 0
+    assert [np.array(r["method"]["samples"]).sum(axis=1).tolist() for r in records[1:]] == [[4.0] * 6] * 4
+    for before, r in zip(records, records[1:]):
         ind = np.array(r["method"]["indicator"], dtype=float)
+        available = np.array(before["op_mask"])
+        # np.argmin order: an available NaN first, pruned ops never
+        strength = np.where(available, np.nan_to_num(ind, nan=-np.inf, posinf=np.inf), np.inf)
         for e, o in r["method"]["pruned"]:
-            assert ind[e, o] == np.nanmin(ind[e]) or o == 0
+            assert o == int(np.argmin(strength[e])) or (o == 0 and r is records[-1])
     initial = build_supernet(cfg, 0, torch.device("cpu")).alpha
-    torch.testing.assert_close(torch.tensor(records[0]["alpha"]), initial, rtol=0, atol=0)  # warm-up froze alpha
+    # the warm-up froze alpha
+    torch.testing.assert_close(torch.tensor(records[0]["alpha"]), initial, rtol=0, atol=0)
     assert not torch.equal(torch.tensor(records[1]["alpha"]), initial)
+    # a checkpoint is evaluated at the temperature it was trained with, from its record or the schedule
+    method = EoiNAS(cfg)
+    for r in records:
+        method.restore(net, r["epoch"], r)
+        assert net.relaxation.tau == r["method"]["temperature"]
+        method.restore(net, r["epoch"], None)
+        assert net.relaxation.tau == pytest.approx(r["method"]["temperature"], rel=1e-12)
+    method.restore(net, 0, None)
+    assert net.relaxation.tau == cfg.tau_start
     # resume after a kill at epoch 3 gives the same final state (indicator accumulators restored)
 
     class Kill(Exception):
@@ -125,6 +144,109 @@ def test_eoinas_prunes_one_op_per_edge_per_stage_and_resets_adam(tmp_path, tiny_
     _, resumed = _run(cfg, tmp_path, "eoi2", tiny_data)
     torch.testing.assert_close(resumed.alpha, net.alpha, rtol=0, atol=0)
     assert torch.equal(resumed.op_mask, net.op_mask)
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_eoinas_pruning_point_resets_what_each_variant_resets(variant):
+    """The code resets N and keeps A at a pruning point (``train_search.py`` lines 254-255); an op with
+    A = N = 0 is NaN there, pruned first by ``np.argmin``, and A > 0 with N = 0 is +inf, never pruned.
+    The paper reading resets both and scores N = 0 as A / N = 0."""
+    from bench.methods import EoiNAS
+
+    cfg = _smoke("eoinas", eoi_variant=variant)
+    net = build_supernet(cfg, 0, torch.device("cpu"))
+    method = EoiNAS(cfg)
+    method.acc[:] = 50.0
+    method.count[:] = 10.0
+    method.acc[:, 4], method.count[:, 4] = 0.0, 0.0  # never sampled
+    method.count[:, 2] = 0.0  # sampled by alpha steps, never by weight steps (code) / A without N
+    acc_before = method.acc.copy()
+    record, reset_adam = method.end_epoch(net, cfg.warmup_epochs + cfg.prune_every - 1)
+    assert reset_adam and (method.count == 0).all()
+    if variant == "code":
+        assert [o for _, o in record["pruned"]] == [4] * 6
+        assert np.isinf(np.array(record["indicator"], dtype=float)[:, 2]).all()
+        np.testing.assert_array_equal(method.acc, acc_before)
+    else:
+        assert all(o in (2, 4) for _, o in record["pruned"])  # both score softmax(alpha) alone
+        assert (method.acc == 0).all()
+
+
+def test_eoinas_scores_rank_by_softmax_before_any_count():
+    """In the warm-up nothing is counted: the method's cell (``code``) is softmax(alpha)'s, not an error."""
+    from bench.methods import EoiNAS
+
+    cfg = _smoke("eoinas", eoi_variant="code")
+    net = build_supernet(cfg, 0, torch.device("cpu"))
+    with torch.no_grad():
+        net.alpha.normal_(0, 1)
+    scores = EoiNAS(cfg).scores(net)
+    assert space.select_cell(scores) == tuple(int(i) for i in net.alpha.argmax(1))
+
+
+def test_eoinas_code_variant_clips_the_alpha_gradient(tiny_data):
+    """``clip_grad_norm_(arch_parameters(), grad_clip)`` before the alpha update, as the code; the
+    paper reading does not clip.  Same net, same Gumbel draw: the clipped gradient is the raw one scaled."""
+    from bench.methods import EoiNAS
+    from bench.search import alpha_step, make_optimizers
+
+    x, y = next(data.batches(tiny_data.alpha, 64, torch.Generator().manual_seed(0)))
+    grads = {}
+    for variant in ("code", "paper"):
+        cfg = _smoke("eoinas", eoi_variant=variant, grad_clip=1e-6)
+        net = build_supernet(cfg, 0, torch.device("cpu"))
+        EoiNAS(cfg).start_epoch(net, cfg.warmup_epochs)
+        _, a_opt = make_optimizers(net, cfg)
+        alpha_step(net, a_opt, x, y)
+        grads[variant] = net.alpha.grad.detach().clone()
+    raw = grads["paper"].norm()
+    assert raw > 1e-4
+    torch.testing.assert_close(grads["code"], grads["paper"] * 1e-6 / (raw + 1e-6), rtol=1e-5, atol=0)
+
+
+def test_frozen_alpha_batch_touches_no_training_state(tiny_data):
+    """The measurement on the alpha batch of a frozen-alpha step: BatchNorm in eval mode, no Gumbel draw."""
+    from bench.evaluate import evaluate
+    from bench.methods import EoiNAS
+
+    cfg = _smoke("eoinas")
+    net = build_supernet(cfg, 0, torch.device("cpu"))
+    method = EoiNAS(cfg)
+    method.start_epoch(net, 0)
+    net.train()
+    x, y = next(data.batches(tiny_data.alpha, 64, torch.Generator().manual_seed(0)))
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    generator_state = net.relaxation.generator.get_state()
+    loss, correct = method.frozen_alpha_batch(net, x, y)
+    assert net.training and net.relaxation.generator is not None
+    assert torch.equal(net.relaxation.generator.get_state(), generator_state)
+    assert all(torch.equal(v, buffers[k]) for k, v in net.named_buffers())
+    net.relaxation.generator = None
+    expected = evaluate(net, [(x, y)], "eval")
+    assert float(correct) == expected.accuracy * 64 / 100
+    assert float(loss) == pytest.approx(expected.loss, rel=1e-6)
+
+
+def test_fix_alpha_epoch_leaves_batch_norm_statistics_to_the_weight_steps(tiny_data):
+    """DARTS-PT's blank step makes no forward on the alpha batch: after a fix-alpha epoch the weights and
+    BatchNorm running statistics are those of the weight steps alone."""
+    from bench import methods
+    from bench.search import cosine_lr, make_optimizers, train_epoch, weight_step
+
+    cfg = _smoke("darts-fix-alpha")
+    net = build_supernet(cfg, 0, torch.device("cpu"))
+    w_opt, a_opt = make_optimizers(net, cfg)
+    train_epoch(net, w_opt, a_opt, cfg, tiny_data, 0, 0, progress=False, method=methods.get(cfg, 0))
+    replay = build_supernet(cfg, 0, torch.device("cpu"))
+    w_opt, _ = make_optimizers(replay, cfg)
+    for group in w_opt.param_groups:
+        group["lr"] = cosine_lr(cfg, 0)
+    replay.train()
+    generator = data.epoch_generator(0, 0, torch.device("cpu"))  # train_epoch's weight batches
+    for x, y in data.batches(tiny_data.weight, cfg.batch_size, generator):
+        weight_step(replay, w_opt, x, y, cfg.grad_clip)
+    for (name, a), b in zip(net.state_dict().items(), replay.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 def test_dst_hand_computed():
@@ -166,13 +288,15 @@ def test_entrannas_smoke_run_records_dst_and_trains_thresholds(tmp_path, tiny_da
     cfg = _smoke("entrannas", epochs=2)
     run, net = _run(cfg, tmp_path, "entran", tiny_data)
     last = run.epochs()[-1]["method"]
-    assert set(last) >= {"engine_weights", "thresholds", "multi_op_edges", "multi_op_step_fraction", "derived"}
+    assert set(last) >= {"engine_weights", "thresholds", "multi_op_edges", "multi_op_step_fraction",
+                         "derived"}
     assert 0.0 <= last["multi_op_step_fraction"] <= 1.0
     assert not torch.equal(net.node_beta.detach(), torch.zeros(3))  # the thresholds are learned
     assert last["derived"] == last["cell"]  # the method's cell is the DST genotype
     from bench import select
 
-    records = select.apply(run, ["magnitude", "darts-pt"], [2], valid_size=32, data_dir=cifar_root, progress=False)
+    records = select.apply(run, ["magnitude", "darts-pt-oneshot"], [2], valid_size=32, data_dir=cifar_root,
+                           progress=False)
     assert records[0]["criterion"] == "magnitude"
 
 

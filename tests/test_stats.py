@@ -105,7 +105,9 @@ def test_full_report_rows_and_repeatability(truth):
     truths = {"cifar10_test": truth.metric("cifar10_test")}
     first = stats.rank_report(s, truths)
     rows = stats.rank_report(s, truths)  # cached state must not change the answer
-    assert len(rows) == 7 and rows == first
+    assert len(rows) == 9 and rows == first
+    subsets = [(r["protocol"], r["subset"]) for r in rows]
+    assert ("2-op-marginal", "spearman-mean") in subsets and ("2-op-marginal", "spearman-max") in subsets
 
 
 def test_mean_std():
@@ -113,3 +115,38 @@ def test_mean_std():
     assert stats.mean_std([5.0]) == (5.0, 0.0, 1)
     m, s, n = stats.mean_std([np.nan])
     assert n == 0 and np.isnan(m)
+
+
+def _op_quality_truth() -> np.ndarray:
+    """Accuracy = sum over edges of the op index (op 4 best everywhere), plus 100 for the all-'none'
+    cell: the marginal means keep the op order (100 / 3,125 < 1), the marginal maxima put 'none' first."""
+    truth = space.all_cells().sum(axis=1).astype(float)
+    truth[space.to_code((0, 0, 0, 0, 0, 0))] += 100.0
+    return truth
+
+
+def test_per_edge_spearman_by_hand():
+    truth = _op_quality_truth()
+    mean, best = stats.op_marginals(truth)
+    assert list(best[0]) == [100.0, 21.0, 22.0, 23.0, 24.0]
+    nan = np.nan
+    scores = np.array([[0, 1, 2, 3, 4],          # mean: rho 1; max: d^2 = 20, rho 0
+                       [4, 3, 2, 1, 0],          # mean: -1;   max: d^2 = 20, rho 0
+                       [0, 1, 2, 4, 3],          # mean: 0.9;  max: d^2 = 22, rho -0.1
+                       [nan, nan, nan, nan, 7],  # one finite score: skipped
+                       [1, 1, 1, 1, 1],          # constant: rho undefined, skipped
+                       [nan, 0, 1, 2, 3]], float)  # 'none' pruned: 4 pairs, rho 1 for both
+    rows = {r["subset"]: r for r in stats.op_level_marginal_spearman(scores, truth, "m")}
+    assert rows["spearman-mean"]["spearman"] == pytest.approx((1 - 1 + 0.9 + 1) / 4)
+    assert rows["spearman-max"]["spearman"] == pytest.approx((0 + 0 - 0.1 + 1) / 4)
+    assert rows["spearman-mean"]["n"] == rows["spearman-max"]["n"] == 4
+    assert rows["spearman-mean"]["per_edge_spearman"][:3] == pytest.approx([1.0, -1.0, 0.9])
+    assert np.isnan(rows["spearman-mean"]["per_edge_spearman"][3:5]).all()
+    # Kendall over the same four edges: 1, -1, (9 - 1) / 10, 1
+    assert rows["spearman-mean"]["kendall_tau"] == pytest.approx((1 - 1 + 0.8 + 1) / 4)
+    assert rows["spearman-mean"]["protocol"] == "2-op-marginal" and rows["spearman-mean"]["metric"] == "m"
+
+
+def test_per_edge_spearman_without_any_defined_edge():
+    rho, rhos, n = stats.per_edge_spearman(np.ones((6, 5)), np.arange(30.0).reshape(6, 5))
+    assert n == 0 and np.isnan(rho) and len(rhos) == 6

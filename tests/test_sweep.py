@@ -30,6 +30,10 @@ def test_parallel_sweep_equals_sequential_and_is_idempotent(tmp_path, cifar_root
     assert [j.run_path.name for j in jobs_seq] == [j.run_path.name for j in jobs_par]  # deterministic run ids
     assert _outcome(jobs_seq) == _outcome(jobs_par)
     assert sweep.run_sweep(par, 2, data_dir=str(cifar_root), progress=False) == []  # nothing left to do
+    from bench.search import checkpoint_epochs
+
+    for job in jobs_par:  # what a [select] block is checked against before the search is what a run keeps
+        assert checkpoint_epochs(runstore.Run(job.run_path)) == sweep.expected_checkpoints(job.config)
     assert {r["state"] for r in sweep.status_rows(par)} == {"done"}
     # a kill between a job's search and the end of its selection: the search is done, the selection is not
     victim = jobs_par[1]
@@ -65,12 +69,28 @@ def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
     assert resumed == _outcome([twin])[twin.run_path.name]
 
 
+def _truncated_cifar(cifar_root, target):
+    """A CIFAR-10 folder that passes the up-front check (``data.locate``) but fails to load: one
+    training batch cut short, so every job fails inside its search."""
+    from bench import data
+
+    source = data.locate(cifar_root)
+    folder = target / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for path in source.iterdir():
+        (folder / path.name).symlink_to(path)
+    (folder / "data_batch_3").unlink()
+    (folder / "data_batch_3").write_bytes((source / "data_batch_3").read_bytes()[:1000])
+    return target
+
+
 def test_failures_are_recorded_and_retried(tmp_path, cifar_root, capsys):
     spec = _spec(tmp_path, "fail", tmp_path / "res")
     jobs = sweep.expand(sweep.load_spec(spec))
-    results = sweep.run_sweep(spec, 1, data_dir=str(tmp_path / "no-cifar"), progress=False)
+    broken = _truncated_cifar(cifar_root, tmp_path / "broken-cifar")
+    results = sweep.run_sweep(spec, 1, data_dir=str(broken), progress=False)
     assert {r["status"] for r in results} == {"failed"}
-    assert "CIFAR-10 not found" in (jobs[0].run_path / "failed").read_text()
+    assert "corrupt or truncated" in (jobs[0].run_path / "failed").read_text()
     assert sweep.run_sweep(spec, 1, data_dir=str(cifar_root), progress=False) == []  # failed jobs wait
     retried = sweep.run_sweep(spec, 1, retry_failed=True, data_dir=str(cifar_root), progress=False)
     assert sorted(r["status"] for r in retried) == ["done"] * 4
@@ -88,7 +108,7 @@ def test_second_holder_of_a_lock_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("experiment = 1", "needs experiment"), ("experiment = 'x'\ncolour = 1", "unknown key"),
+    ("experiment = 1", "experiment must be a string"), ("profile = 'smoke'", "needs experiment"), ("experiment = 'x'\ncolour = 1", "unknown key"),
     ("experiment = 'x'\nseeds = 'a'", "must be a list"), ("experiment = 'x'\n[select]\nfoo = 1", "[select] has unknown"),
     ("experiment = 'x'\nmethods = ['magic']", "Unknown method"), ("not toml [", "not valid TOML"),
 ])
@@ -97,6 +117,29 @@ def test_bad_specs(tmp_path, text, fragment, capsys):
     path.write_text(text)
     assert main(["sweep", str(path)]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_options_flat_or_one_table_per_criterion(tmp_path):
+    flat = {"darts-pt-proj.proj_intv": 2, "ostr.variant": "exact", "eoinas.lam": 0.25}
+    tables = {"darts-pt-proj": {"proj_intv": 2}, "ostr": {"variant": "exact"}, "eoinas": {"lam": 0.25}}
+    expected = ["darts-pt-proj.proj_intv=2", "ostr.variant=exact", "eoinas.lam=0.25"]
+    assert sweep.option_items(flat, "x") == sweep.option_items(tables, "x") == expected
+    assert sweep.option_items({"ostr": {"flag": True}}, "x") == ["ostr.flag=true"]
+    with pytest.raises(sweep.UserError, match="must be a number"):
+        sweep.option_items({"ostr": {"variant": [1]}}, "x")
+    path = tmp_path / "opts.toml"
+    path.write_text('experiment = "o"\n[select.options.ostr]\nvariant = "exact"\n[select.options]\n'
+                    '"darts-pt-proj.proj_intv" = 2\n')
+    assert sweep.option_items(sweep.load_spec(path)["select"]["options"], "x") == ["ostr.variant=exact",
+                                                                                    "darts-pt-proj.proj_intv=2"]
+
+
+def test_expected_checkpoints():
+    from bench import config
+
+    cfg = config.resolve("smoke", ["epochs=7", "checkpoint_every=3"])
+    assert sweep.expected_checkpoints(cfg) == [3, 6, 7]
+    assert sweep.expected_checkpoints(cfg.replace(epochs=6)) == [3, 6]
 
 
 def test_dask_local_cluster(tmp_path, cifar_root):

@@ -6,9 +6,11 @@ are written atomically; re-running overwrites them from the run folders.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bench.atomic import write_atomic
+from bench.metrics import DEFAULT_METRIC, label
 from bench.report import aggregate, curves, table, tau
 from bench.report.style import save
 
@@ -36,13 +38,16 @@ def write_tau(exp, truth, out: Path, summary=None) -> dict[str, Path]:
     summary = tau.summary(exp) if summary is None else summary
     by_seed = tau.paired(exp, over="seeds")
     by_epoch = tau.paired(exp, over="epochs")
+    paired = ("# Paired comparisons of criteria\n\n## Final-epoch supernets (pairs = seeds)\n\n"
+              + tau.paired_markdown(by_seed)
+              + "\n## Every saved epoch (pairs = runs x epochs; not independent)\n\n"
+              + tau.paired_markdown(by_epoch))
     files = {"tau.csv": _write(out / "tau.csv", summary.to_csv(index=False, float_format="%.5f")),
-             "tau.md": _write(out / "tau.md", "# Kendall-tau report (final epoch)\n\n" + tau.summary_markdown(summary)),
-             "paired.csv": _write(out / "paired.csv", _concat(by_seed, by_epoch).to_csv(index=False,
-                                                                                         float_format="%.5f")),
-             "paired.md": _write(out / "paired.md", "# Paired comparisons of criteria\n\n## Final-epoch supernets "
-                                 "(pairs = seeds)\n\n" + tau.paired_markdown(by_seed) + "\n## Every saved epoch "
-                                 "(pairs = runs x epochs; not independent)\n\n" + tau.paired_markdown(by_epoch))}
+             "tau.md": _write(out / "tau.md", "# Kendall-tau report (final epoch)\n\n"
+                              + tau.summary_markdown(summary)),
+             "paired.csv": _write(out / "paired.csv",
+                                  _concat(by_seed, by_epoch).to_csv(index=False, float_format="%.5f")),
+             "paired.md": _write(out / "paired.md", paired)}
     for path in save(tau.figure(exp), out / "tau-vs-epoch"):
         files[path.name] = path
     return files
@@ -51,38 +56,49 @@ def write_tau(exp, truth, out: Path, summary=None) -> dict[str, Path]:
 def _concat(*frames):
     import pandas as pd
 
-    return pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(not f.empty for f in frames) \
-        else frames[0]
+    kept = [f for f in frames if not f.empty]
+    return pd.concat(kept, ignore_index=True) if kept else frames[0]
+
+
+def _slug(net: str) -> str:
+    """A file-name part of a net label: ``darts [C=4, N=1]`` -> ``darts-C4-N1``."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", net.replace("=", "")).strip("-")
 
 
 def write_curves(exp, truth, out: Path) -> dict[str, Path]:
+    figures = {"accuracy-vs-epoch": curves.accuracy_figure(exp, truth),
+               "diagnostics-vs-epoch": curves.diagnostics_figure(exp)}
+    if curves.has_hessian(exp):
+        figures["collapse-vs-epoch"] = curves.collapse_figure(exp, truth)
+    nets = sorted(aggregate.complete(exp.epochs)["net"].unique()) if not exp.epochs.empty else []
     files = {}
-    for path in save(curves.accuracy_figure(exp, truth), out / "accuracy-vs-epoch"):
-        files[path.name] = path
-    for path in save(curves.diagnostics_figure(exp), out / "diagnostics-vs-epoch"):
-        files[path.name] = path
-    methods = sorted(aggregate.complete(exp.epochs)["method"].unique()) if not exp.epochs.empty else []
-    for method in methods:
-        for path in save(curves.weights_figure(exp, method), out / f"weights-{method}"):
-            files[path.name] = path
+    for stem, fig in figures.items():
+        files.update({path.name: path for path in save(fig, out / stem)})
+    for net in nets:
+        figure = curves.weights_figure(exp, net)
+        files.update({path.name: path for path in save(figure, out / f"weights-{_slug(net)}")})
     return files
 
 
 def write_all(exp, truth, out: Path) -> dict[str, Path]:
     summary = tau.summary(exp)  # bootstraps every group: computed once for tau.md and index.md
-    files = {**write_table(exp, truth, out), **write_tau(exp, truth, out, summary), **write_curves(exp, truth, out)}
-    headline = summary[(summary["metric"] == "cifar10_test") & summary["protocol"].isin(
+    files = {**write_table(exp, truth, out), **write_tau(exp, truth, out, summary),
+             **write_curves(exp, truth, out)}
+    headline = summary[(summary["metric"] == DEFAULT_METRIC) & summary["protocol"].isin(
         ["1-arch", "2-op-marginal", "3-op-conditional", "4-supernet"]) & summary["subset"].isin(
         ["all", "mean", "optimum", "sample"])] if not summary.empty else summary
     weights = [name for name in files if name.startswith("weights-") and name.endswith(".png")]
     lines = [f"# Report: {exp.name}", "",
-             f"{len([r for r in exp.runs if r.state == 'done'])} finished run(s) of {len(exp.runs)} in `{exp.path}`.",
+             f"{len([r for r in exp.runs if r.state == 'done'])} finished run(s) of {len(exp.runs)} in "
+             f"`{exp.path}`.",
              "", "## Comparison table (final epoch)", "", (out / "table.md").read_text(), "",
              "Also as [LaTeX](table.tex) and [CSV](table.csv).", "",
              "## Degeneration curves", "", "![accuracy vs epoch](accuracy-vs-epoch.png)", "",
              "![diagnostics vs epoch](diagnostics-vs-epoch.png)", ""]
+    if "collapse-vs-epoch.png" in files:
+        lines += ["![collapse indicator vs epoch](collapse-vs-epoch.png)", ""]
     lines += [f"![{name}]({name})\n" for name in sorted(weights)]
-    lines += ["## Kendall tau (CIFAR-10 test, headline subsets; all in [tau.md](tau.md))", "",
+    lines += [f"## Kendall tau ({label(DEFAULT_METRIC)}, headline subsets; all in [tau.md](tau.md))", "",
               tau.summary_markdown(headline), "", "![tau vs epoch](tau-vs-epoch.png)", "",
               "Paired comparisons between criteria: [paired.md](paired.md).", ""]
     files["index.md"] = _write(out / "index.md", "\n".join(lines))

@@ -1,44 +1,48 @@
-"""Degeneration curves (``report curves``), ``design.md`` §7 and criteria-spec §10.
+"""Degeneration curves (``report curves``), ``docs/criteria.md`` §7.
 
-- ``accuracy_figure``: per data set, the ground-truth test accuracy (%) of the derived cell
-  vs search epoch, one line per method / criterion (mean over seeds, band = seeds' min-max),
-  with the optimum and the all-skip cell as reference lines;
+- ``accuracy_figure``: per headline data set, the ground-truth test accuracy (%) of the derived
+  cell vs search epoch, one line per line label (method x config x criterion x selection; mean
+  over seeds, band = seeds' min-max), with the optimum and the all-skip cell as reference lines;
 - ``diagnostics_figure``: parameter-free ops in the derived cell (0-6) and the supernet's
   validation accuracy (%) vs epoch;
+- ``collapse_figure`` (only where a dominant Hessian eigenvalue was measured, per epoch record or
+  by ``select``'s ``_hessian`` records): the eigenvalue per epoch beside the own cell's accuracy
+  and its parameter-free op count, the two faces of DARTS's collapse;
 - ``weights_figure``: softmax(alpha) per edge over epochs, one small panel per edge and one
-  line per op (mean over seeds), for one method.
+  line per op (mean over seeds), for one net (method x config).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from bench import space
+from bench.metrics import DEFAULT_METRIC, HEADLINE_METRICS, label
 from bench.report import style
 from bench.report.aggregate import SEARCH, Experiment, complete
 from bench.report.reference import ALL_SKIP
-from bench.report.table import METRIC_LABELS
 
-TEST_METRICS = ("cifar10_test", "cifar100_test", "ImageNet16-120_test")
 EDGE_LABELS = [f"edge {dst}<-{src}" for dst, src in space.EDGES]
 
 
-def _label(method: str, criterion: str) -> str:
-    return f"{method} / {'own cell' if criterion == SEARCH else criterion}"
+def _reference_lines(ax, truth, metric: str) -> None:
+    """The optimum and the all-skip cell of ``metric`` as horizontal lines."""
+    if metric not in truth.metrics:
+        return
+    skip = truth.lookup(space.parse(ALL_SKIP), [metric])
+    ax.axhline(float(np.nanmax(truth.metric(metric))), color="0.25", linestyle=(0, (6, 3)), linewidth=1.0,
+               label="optimum")
+    ax.axhline(skip[metric], color="0.45", linestyle=(0, (1, 2)), linewidth=1.2, label="all-skip cell")
 
 
 def accuracy_figure(exp: Experiment, truth):
     sel = complete(exp.selections)
-    metrics = [m for m in TEST_METRICS if f"acc:{m}" in sel.columns] or ["cifar10_test"]
+    metrics = [m for m in HEADLINE_METRICS if f"acc:{m}" in sel.columns] or [DEFAULT_METRIC]
     fig, axes = style.subplots(len(metrics), width_per_panel=4.4, height=3.6)
-    skip = truth.lookup(space.parse(ALL_SKIP))
     for ax, metric in zip(axes, metrics):
-        for i, (method, criterion), rows in style.ordered_lines(sel):
-            style.mean_band(ax, rows, f"acc:{metric}", i, _label(method, criterion))
-        if metric in truth.metrics:
-            ax.axhline(float(np.nanmax(truth.metric(metric))), color="0.25", linestyle=(0, (6, 3)), linewidth=1.0,
-                       label="optimum")
-            ax.axhline(skip[metric], color="0.45", linestyle=(0, (1, 2)), linewidth=1.2, label="all-skip cell")
-        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        for i, line, rows in style.ordered_lines(sel):
+            style.mean_band(ax, rows, f"acc:{metric}", i, line)
+        _reference_lines(ax, truth, metric)
+        ax.set_title(label(metric), fontsize=9)
         ax.set_xlabel("search epoch")
         ax.set_ylabel("derived cell, test accuracy (%)")
     style.share_x(axes, sel)
@@ -50,14 +54,12 @@ def diagnostics_figure(exp: Experiment):
     sel = complete(exp.selections)
     epochs = complete(exp.epochs)
     fig, axes = style.subplots(2, width_per_panel=5.0, height=3.6)
-    for i, (method, criterion), rows in style.ordered_lines(sel):
-        style.mean_band(axes[0], rows, "parameter_free_ops", i, _label(method, criterion))
-    axes[0].set_ylim(-0.3, 6.3)
-    axes[0].set_xlabel("search epoch")
-    axes[0].set_ylabel("parameter-free ops (0-6)")
+    for i, line, rows in style.ordered_lines(sel):
+        style.mean_band(axes[0], rows, "parameter_free_ops", i, line)
+    _free_ops_axis(axes[0])
     axes[0].set_title("none / skip / avg-pool edges of the derived cell", fontsize=9)
-    for i, (method, group) in enumerate(epochs.groupby("method", sort=True)) if not epochs.empty else []:
-        style.mean_band(axes[1], group, "valid_acc", i, f"{method} (supernet)")
+    for i, net, group in style.ordered_lines(epochs, by="net"):
+        style.mean_band(axes[1], group, "valid_acc", i, f"{net} (supernet)")
     axes[1].set_xlabel("search epoch")
     axes[1].set_ylabel("supernet valid. accuracy (%)")
     axes[1].set_title("supernet on the alpha half", fontsize=9)
@@ -66,10 +68,52 @@ def diagnostics_figure(exp: Experiment):
     return fig
 
 
-def weights_figure(exp: Experiment, method: str):
-    """softmax(alpha) per edge and op over epochs for ``method`` (mean over its finished seeds)."""
+def _free_ops_axis(ax) -> None:
+    ax.set_ylim(-0.3, 6.3)
+    ax.set_xlabel("search epoch")
+    ax.set_ylabel("parameter-free ops (0-6)")
+
+
+def has_hessian(exp: Experiment) -> bool:
+    """Whether any finished run measured a Hessian eigenvalue."""
     epochs = complete(exp.epochs)
-    rows = epochs[(epochs["method"] == method) & epochs["weights"].notna()] if not epochs.empty else epochs
+    return (not epochs.empty and "hessian_eigenvalue" in epochs
+            and bool(epochs["hessian_eigenvalue"].notna().any()))
+
+
+def collapse_figure(exp: Experiment, truth, metric: str = DEFAULT_METRIC):
+    """Dominant Hessian eigenvalue of the validation loss w.r.t. alpha per epoch, beside the own
+    cell's ``metric`` accuracy and parameter-free op count, one line per net."""
+    own = complete(exp.selections)
+    own = own[own["criterion"] == SEARCH] if not own.empty else own
+    epochs = complete(exp.epochs)
+    epochs = epochs[epochs["hessian_eigenvalue"].notna()] if has_hessian(exp) else epochs.iloc[0:0]
+    fig, axes = style.subplots(3, width_per_panel=4.4, height=3.6)
+    universe = complete(exp.epochs)
+    for i, net, rows in style.ordered_lines(own, universe=universe, by="net"):
+        style.mean_band(axes[0], rows, f"acc:{metric}", i, f"{net} / own cell")
+        style.mean_band(axes[1], rows, "parameter_free_ops", i, f"{net} / own cell")
+    for i, net, rows in style.ordered_lines(epochs, universe=universe, by="net"):
+        style.mean_band(axes[2], rows, "hessian_eigenvalue", i, f"{net} / own cell")
+    _reference_lines(axes[0], truth, metric)
+    axes[0].set_title(f"own cell, {label(metric)}", fontsize=9)
+    axes[0].set_xlabel("search epoch")
+    axes[0].set_ylabel("test accuracy (%)")
+    _free_ops_axis(axes[1])
+    axes[1].set_title("parameter-free ops of the own cell", fontsize=9)
+    axes[2].set_title("dominant Hessian eigenvalue (alpha)", fontsize=9)
+    axes[2].set_xlabel("search epoch")
+    axes[2].set_ylabel("eigenvalue")
+    style.share_x(axes, universe)
+    style.legend_below(fig, axes)
+    return fig
+
+
+def weights_figure(exp: Experiment, net: str):
+    """softmax(alpha) per edge and op over epochs for ``net`` (a method, or ``method [config]``
+    when the experiment holds several configs of it; mean over its finished seeds)."""
+    epochs = complete(exp.epochs)
+    rows = epochs[(epochs["net"] == net) & epochs["weights"].notna()] if not epochs.empty else epochs
     fig, axes = style.subplots(space.NUM_EDGES, width_per_panel=3.0, height=2.5, columns=3)
     if rows.empty:
         style.legend_below(fig, axes)
@@ -85,6 +129,6 @@ def weights_figure(exp: Experiment, method: str):
         ax.set_ylabel("softmax(alpha)")
         ax.set_ylim(0, max(0.5, float(np.nanmax(values)) * 1.05))
     style.share_x(axes, rows)
-    fig.suptitle(f"{method}: architecture weights per edge", fontsize=10)
+    fig.suptitle(f"{net}: architecture weights per edge", fontsize=10)
     style.legend_below(fig, axes, columns=5)
     return fig

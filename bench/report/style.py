@@ -8,25 +8,28 @@ import matplotlib.pyplot as plt  # headless: matplotlib falls back to Agg by its
 import numpy as np
 import pandas as pd
 
-COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#882255"]  # Okabe-Ito + wine
+COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+          "#882255"]  # Okabe-Ito + wine
 DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
-def _line_keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    from bench.report.aggregate import line_order
+def ordered_lines(frame: pd.DataFrame, universe: pd.DataFrame | None = None, by: str = "line"):
+    """Yield (style index, label, rows) in one order for every figure: the ``line`` labels of
+    ``bench.report.aggregate.ordered_lines`` (by net, then the search's own cell, the criteria in
+    ``CRITERIA_ORDER``, then any others), or the ``net`` labels with ``by="net"``.  The style
+    index is the label's position in ``universe`` (default ``frame``), so that a line keeps its
+    look on panels that show only some of the lines."""
+    from bench.report.aggregate import ordered_lines as order
 
-    return sorted(frame.groupby(["method", "criterion"]).groups, key=line_order) if not frame.empty else []
+    def labels(part: pd.DataFrame) -> list[str]:
+        if part.empty:
+            return []
+        return order(part) if by == "line" else sorted(part[by].unique())
 
-
-def ordered_lines(frame: pd.DataFrame, universe: pd.DataFrame | None = None):
-    """Yield (style index, (method, criterion), rows) in one order for every figure: by method,
-    then the search's own cell, the criteria in ``aggregate.CRITERIA_ORDER``, then any others.  The
-    style index is the line's position in ``universe`` (default ``frame``), so that a line
-    keeps its look on panels that show only some of the lines."""
-    position = {key: i for i, key in enumerate(_line_keys(frame if universe is None else universe))}
-    for key in _line_keys(frame):
-        yield position.get(key, len(position)), key, frame[(frame["method"] == key[0]) & (frame["criterion"] == key[1])]
+    position = {label: i for i, label in enumerate(labels(frame if universe is None else universe))}
+    for label in labels(frame):
+        yield position.get(label, len(position)), label, frame[frame[by] == label]
 
 
 def share_x(axes, frame: pd.DataFrame) -> None:
@@ -64,7 +67,8 @@ def mean_band(ax, frame: pd.DataFrame, column: str, i: int, label: str) -> None:
     style = line_style(i)
     ax.plot(mean.index, mean.to_numpy(), label=label, **style)
     if (high - low).abs().max() > 0:
-        ax.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=style["color"], alpha=0.15, linewidth=0)
+        ax.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=style["color"], alpha=0.15,
+                        linewidth=0)
 
 
 def legend_below(fig, axes, columns: int = 3) -> None:

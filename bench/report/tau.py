@@ -1,9 +1,12 @@
-"""The Kendall-tau report (``report tau``): ``design.md`` §6 protocols per criterion.
+"""The Kendall-tau report (``report tau``): ``docs/criteria.md`` §6 protocols per criterion.
 
-- ``summary``: per method x criterion x protocol x subset x data set, Kendall tau-b and
-  Spearman rho at the final epoch as mean over seeds with a percentile bootstrap interval
-  of that mean (seeds resampled; no interval from a single seed);
-- ``paired``: criteria compared on the same supernets (same run and epoch): mean
+- ``summary``: per line (method x config x criterion x selection, ``bench.report.aggregate``) x
+  protocol x subset x data set, Kendall tau-b and Spearman rho at the final epoch as mean over
+  seeds with a percentile bootstrap interval of that mean (seeds resampled; no interval from a
+  single seed), with the count of edges that entered each per-edge mean (protocols 2-3: an
+  edge with fewer than two scored ops, as on NAP's pruned supernet, has no tau) and a note
+  where a criterion runs on a supernet it was not designed for;
+- ``paired``: lines compared on the same supernets (same net, run and epoch): mean
   difference of tau, bootstrap interval and sign-flip permutation p-value
   (``bench.stats.paired_comparison``).  ``over="seeds"`` pairs final-epoch supernets only
   (independent pairs); ``over="epochs"`` pairs every saved epoch of every run, which has
@@ -18,9 +21,14 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.report.aggregate import SEARCH, SUPERNET, Experiment, line_order, at_final_epoch, complete
+from bench.metrics import DEFAULT_METRIC
+from bench.report.aggregate import SUPERNET, Experiment, at_final_epoch, complete, ordered_lines
 
-KEYS = ["method", "criterion", "protocol", "subset", "metric"]
+KEYS = ["line", "protocol", "subset", "metric"]
+"""A summary row: one line (``bench.report.aggregate``: method x config x criterion x selection)."""
+CARRIED = ["net", "method", "criterion", "notes"]
+COLUMNS = KEYS + CARRIED + ["seeds", "edges", "ops", "tau", "tau_low", "tau_high", "spearman", "spearman_low",
+                            "spearman_high"]
 FIGURE_PANELS = (("1-arch", "all", "protocol 1: architecture level, all 15,625 cells"),
                  ("2-op-marginal", "mean", "protocol 2: op level, benchmark marginal (mean)"),
                  ("3-op-conditional", "optimum", "protocol 3: op level, around the optimum"),
@@ -35,25 +43,38 @@ def _mean_ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, 
     return mean, low, high, n
 
 
+def _range(values) -> str:
+    """``6`` or ``4-6``: the values' range over seeds (blank where none is defined)."""
+    values = [v for v in values if v == v and v != ""]
+    if not values:
+        return ""
+    parts = [int(p) for v in values for p in str(v).split("-")] if isinstance(values[0], str) else \
+        [int(v) for v in values]
+    return str(min(parts)) if min(parts) == max(parts) else f"{min(parts)}-{max(parts)}"
+
+
 def summary(exp: Experiment, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per method x criterion x protocol x subset x metric at the final epoch."""
+    """One row per line x protocol x subset x metric at the final epoch, with the edges that
+    entered the per-edge means (protocols 2-3) and the ops per edge, as ranges over seeds."""
     ranks = at_final_epoch(complete(exp.ranks))
     rows = []
     if ranks.empty:
-        return pd.DataFrame(columns=KEYS + ["seeds", "tau", "tau_low", "tau_high", "spearman", "spearman_low",
-                                            "spearman_high"])
+        return pd.DataFrame(columns=COLUMNS)
+    order = {line: i for i, line in enumerate(ordered_lines(ranks))}
     groups = dict(list(ranks.groupby(KEYS)))
-    for key in sorted(groups, key=lambda k: (line_order(k[:2]), k[2:])):
+    for key in sorted(groups, key=lambda k: (order[k[0]], k[1:])):
         group = groups[key]
         tau, tau_lo, tau_hi, n = _mean_ci(group["kendall_tau"].to_numpy(dtype=float), n_boot, seed)
         rho, rho_lo, rho_hi, _ = _mean_ci(group["spearman"].to_numpy(dtype=float), n_boot, seed)
-        rows.append(dict(zip(KEYS, key), seeds=n, tau=tau, tau_low=tau_lo, tau_high=tau_hi, spearman=rho,
-                         spearman_low=rho_lo, spearman_high=rho_hi))
-    return pd.DataFrame(rows)
+        first = group.iloc[0]
+        rows.append(dict(zip(KEYS, key), **{c: first[c] for c in CARRIED}, seeds=n,
+                         edges=_range(group["edges"]), ops=_range(group["ops"]), tau=tau, tau_low=tau_lo,
+                         tau_high=tau_hi, spearman=rho, spearman_low=rho_lo, spearman_high=rho_hi))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def paired(exp: Experiment, over: str = "seeds", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Every pair of criteria of the same method on the same supernets, per protocol/subset/metric."""
+    """Every pair of lines on the same supernets (same net, run and epoch), per protocol/subset/metric."""
     if over not in ("seeds", "epochs"):
         raise ValueError(f"over must be 'seeds' or 'epochs', got {over!r}")
     ranks = complete(exp.ranks)
@@ -61,15 +82,17 @@ def paired(exp: Experiment, over: str = "seeds", n_boot: int = 2000, seed: int =
         ranks = at_final_epoch(ranks)
     ranks = ranks[ranks["criterion"] != SUPERNET] if not ranks.empty else ranks
     rows = []
+    columns = ["net", "protocol", "subset", "metric", "a", "b", "n", "mean_diff", "ci_low", "ci_high",
+               "p_value", "over"]
     if ranks.empty:
-        return pd.DataFrame(columns=["method", "protocol", "subset", "metric", "a", "b", "n", "mean_diff", "ci_low",
-                                     "ci_high", "p_value", "over"])
-    for (method, protocol, subset, metric), group in ranks.groupby(["method", "protocol", "subset", "metric"]):
-        wide = group.pivot_table(index=["run", "epoch"], columns="criterion", values="kendall_tau", aggfunc="first")
+        return pd.DataFrame(columns=columns)
+    for (net, protocol, subset, metric), group in ranks.groupby(["net", "protocol", "subset", "metric"]):
+        wide = group.pivot_table(index=["run", "epoch"], columns="line", values="kendall_tau",
+                                 aggfunc="first")
         for a, b in combinations(sorted(wide.columns), 2):
             both = wide[[a, b]].dropna()
             result = stats.paired_comparison(both[a].to_numpy(), both[b].to_numpy(), n_boot=n_boot, seed=seed)
-            rows.append({"method": method, "protocol": protocol, "subset": subset, "metric": metric, "a": a, "b": b,
+            rows.append({"net": net, "protocol": protocol, "subset": subset, "metric": metric, "a": a, "b": b,
                          **result, "over": over})
     return pd.DataFrame(rows)
 
@@ -81,30 +104,38 @@ def _fmt(value: float, low: float = np.nan, high: float = np.nan) -> str:
 
 
 def summary_markdown(frame: pd.DataFrame, metric: str | None = None) -> str:
-    """Markdown of ``summary`` (one metric, or all)."""
+    """Markdown of ``summary`` (one metric, or all); the notes of the lines under the table."""
     rows = frame if metric is None else frame[frame["metric"] == metric]
-    lines = ["| method | criterion | protocol | subset | data set | seeds | Kendall tau-b [95% CI] | Spearman [95% CI] |",
-             "|---|---|---|---|---|---:|---:|---:|"]
-    shown = {SUPERNET: "cells in the supernet", SEARCH: "own cell"}
+    lines = ["| line | protocol | subset | data set | seeds | edges in mean | ops per edge | "
+             "Kendall tau-b [95% CI] | Spearman [95% CI] |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    texts = [t for t in rows["notes"] if isinstance(t, str) and t] if not rows.empty else []
+    letters = {t: chr(ord("a") + i) for i, t in enumerate(dict.fromkeys(texts))}
     for _, r in rows.iterrows():
-        lines.append(f"| {r['method']} | {shown.get(r['criterion'], r['criterion'])} | {r['protocol']} | {r['subset']} | {r['metric']} | "
-                     f"{r['seeds']} | {_fmt(r['tau'], r['tau_low'], r['tau_high'])} | "
+        label = r["line"] + (f" (note {letters[r['notes']]})" if r["notes"] in letters else "")
+        lines.append(f"| {label} | {r['protocol']} | {r['subset']} | {r['metric']} | {r['seeds']} | "
+                     f"{r['edges']} | {r['ops']} | {_fmt(r['tau'], r['tau_low'], r['tau_high'])} | "
                      f"{_fmt(r['spearman'], r['spearman_low'], r['spearman_high'])} |")
-    return "\n".join(lines) + "\n"
+    notes = [f"- note {letter}: {text}" for text, letter in letters.items()]
+    notes.append("- edges in mean: the edges whose per-edge tau is defined (protocols 2-3; an edge with "
+                 "one op left, or with tied scores, has none); ops per edge: the ops with a score; ranges "
+                 "over seeds")
+    return "\n".join(lines + [""] + notes) + "\n"
 
 
 def paired_markdown(frame: pd.DataFrame, metric: str | None = None) -> str:
     rows = frame if metric is None else frame[frame["metric"] == metric]
-    lines = ["| method | protocol | subset | data set | a | b | pairs | tau(a) - tau(b) [95% CI] | p (sign flip) |",
+    lines = ["| supernet | protocol | subset | data set | a | b | pairs | tau(a) - tau(b) [95% CI] "
+             "| p (sign flip) |",
              "|---|---|---|---|---|---|---:|---:|---:|"]
     for _, r in rows.iterrows():
-        lines.append(f"| {r['method']} | {r['protocol']} | {r['subset']} | {r['metric']} | {r['a']} | {r['b']} | "
-                     f"{r['n']} | {_fmt(r['mean_diff'], r['ci_low'], r['ci_high'])} | {r['p_value']:.3g} |")
+        lines.append(f"| {r['net']} | {r['protocol']} | {r['subset']} | {r['metric']} | {r['a']} | "
+                     f"{r['b']} | {r['n']} | {_fmt(r['mean_diff'], r['ci_low'], r['ci_high'])} | "
+                     f"{r['p_value']:.3g} |")
     return "\n".join(lines) + "\n"
 
 
-def figure(exp: Experiment, metric: str = "cifar10_test"):
-    """Kendall tau-b vs search epoch, one line per method / criterion (mean over seeds, band = min-max)."""
+def figure(exp: Experiment, metric: str = DEFAULT_METRIC):
+    """Kendall tau-b vs search epoch, one line per line label (mean over seeds, band = min-max)."""
     from bench.report import style
 
     ranks = complete(exp.ranks)
@@ -113,10 +144,9 @@ def figure(exp: Experiment, metric: str = "cifar10_test"):
               ((ranks["protocol"] == p[0]) & (ranks["subset"] == p[1])).any()] or list(FIGURE_PANELS[:1])
     fig, axes = style.subplots(len(panels), width_per_panel=5.0, height=3.4, columns=min(2, len(panels)))
     for ax, (protocol, subset, title) in zip(axes, panels):
-        part = ranks[(ranks["protocol"] == protocol) & (ranks["subset"] == subset)] if not ranks.empty else ranks
-        for i, (method, criterion), group in style.ordered_lines(part, universe=ranks):
-            label = {SUPERNET: "cells in the supernet", SEARCH: "own cell"}.get(criterion, criterion)
-            style.mean_band(ax, group, "kendall_tau", i, f"{method} / {label}")
+        part = ranks if ranks.empty else ranks[(ranks["protocol"] == protocol) & (ranks["subset"] == subset)]
+        for i, line, group in style.ordered_lines(part, universe=ranks):
+            style.mean_band(ax, group, "kendall_tau", i, line)
         ax.axhline(0.0, color="0.6", linewidth=0.8)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("search epoch")
