@@ -34,7 +34,8 @@ def fixed_batches(data: DeviceDataset, size: int | None, batch_size: int = 256) 
     n = len(data) if size is None else min(int(size), len(data))
     if n <= 0:
         raise UserError(f"validation subset size must be positive, got {size}")
-    return [(normalize(data.images[s:s + batch_size]), data.labels[s:s + batch_size]) for s in range(0, n, batch_size)]
+    return [(normalize(data.images[s:min(s + batch_size, n)]), data.labels[s:min(s + batch_size, n)])
+            for s in range(0, n, batch_size)]
 
 
 @contextmanager

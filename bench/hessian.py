@@ -109,10 +109,9 @@ def dominant_eigenvalue(loss_fn: LossFn, params: Sequence[torch.Tensor], iterati
     deterministic where the loss is.  Returns ``eigenvalue`` (signed, see the module text),
     ``iterations`` (its Hessian-vector products), ``converged`` (two successive Rayleigh
     quotients within ``tol``, relative), ``residual`` (||Hv - eigenvalue v|| / |eigenvalue|),
-    ``max_eigenvalue`` and ``max_converged`` (with ``largest``, a second run on the shifted
-    Hessian when ``eigenvalue`` < 0; it converges slowly when the largest eigenvalue is small
-    against |eigenvalue|, and is always a lower bound of it; None without ``largest``) and
-    ``hvps`` (all products)."""
+    ``max_eigenvalue`` and ``max_converged`` (``eigenvalue`` when it is >= 0; else, with
+    ``largest``, a second run on the shifted Hessian, a lower bound that converges slowly when the
+    largest eigenvalue is small against |eigenvalue|; else None) and ``hvps`` (all products)."""
     _check(iterations, tol)
     params = list(params)
     masks = [torch.ones_like(p, dtype=torch.bool) for p in params] if support is None else list(support)

@@ -360,8 +360,8 @@ def test_bad_input_exits_2_with_a_clear_message(files, tmp_path, monkeypatch, ca
     _check_refusal(files, tmp_path, monkeypatch, capsys, *case[1:])
 
 
-# Reproductions whose fix is in code outside the command line (run store, op-score reader,
-# criteria options); each turns into a pass, and then moves into CASES, when its fix lands.
+# Damaged runs and inputs whose refusal lives outside the command line (run store, op-score
+# reader, criteria options, run lock).
 BROKEN_RUNS = [  # run folders damaged in one way (fixture ``broken``)
     ("show-epochs-record-shape", ["show", "{broken}/epochs-shape"], "epochs.jsonl"),
     ("select-epochs-record-shape", ["select", "{broken}/epochs-shape", "--criteria", "magnitude"],
@@ -373,8 +373,6 @@ BROKEN_RUNS = [  # run folders damaged in one way (fixture ``broken``)
      "epoch-0001.pt"),
     ("select-option-choice", ["select", "{run}", "--criteria", "ostr", "--option", "ostr.variant=bogus"],
      "bogus"),
-]
-PENDING = [
     ("search-cifar-truncated", ["search", "--data-dir", "{root}/cut-cifar"] + TINY, "data_batch_3"),
     ("show-config-other-shape", ["show", "{broken}/config-keys"], "config.json"),
     ("scores-huge-integer", ["tau", "--scores", "{root}/huge-int.json"], "huge-int.json"),
@@ -408,14 +406,13 @@ def broken(files):
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(strict=True, reason="needs the fix outside bench/cli.py listed in docs/reliability.md")
-@pytest.mark.parametrize("case", PENDING, ids=[c[0] for c in PENDING])
-def test_pending_bad_input(files, broken, tmp_path, monkeypatch, capsys, case):
+@pytest.mark.parametrize("case", BROKEN_RUNS, ids=[c[0] for c in BROKEN_RUNS])
+def test_damaged_input_is_refused(files, broken, tmp_path, monkeypatch, capsys, case):
     _check_refusal({**files, "broken": broken}, tmp_path, monkeypatch, capsys, *case[1:])
 
 
 def test_the_table_is_large_enough():
-    names = [c[0] for c in CASES + BROKEN_RUNS + PENDING]
+    names = [c[0] for c in CASES + BROKEN_RUNS]
     assert len(CASES) >= 150 and len(set(names)) == len(names)
 
 

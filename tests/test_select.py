@@ -262,3 +262,14 @@ def test_the_collapse_indicator_is_logged_by_select_and_by_search(run_a, tmp_pat
     assert [r["alpha"] for r in plain.epochs()] == [r["alpha"] for r in measured.epochs()]
     assert all(np.isfinite(r["hessian"]["eigenvalue"]) for r in measured.epochs())
     assert "hessian" not in plain.epochs()[0]
+
+
+def test_a_validation_subset_holds_exactly_the_images_asked_for(cifar_root):
+    from bench.data import load_search_data
+    from bench.evaluate import fixed_batches
+
+    d = load_search_data(cifar_root, torch.device("cpu"), 64, 300, split_seed=0)
+    batches = fixed_batches(d.alpha, 100, 64)
+    assert [len(y) for _, y in batches] == [64, 36]
+    assert torch.equal(torch.cat([y for _, y in batches]), d.alpha.labels[:100])
+    assert sum(len(y) for _, y in fixed_batches(d.alpha, None, 128)) == 300

@@ -158,7 +158,7 @@ def test_rescore_is_the_mean_proxy_of_the_standalone_networks(slice_data):
 
 
 @pytest.mark.parametrize("options, message", [({"proxy": "jacob"}, "naswot"), ({"proposals": 0}, "proposals"),
-                                              ({"batch_size": 1}, "at least 2"),
+                                              ({"batch_size": 1}, ">= 2"),
                                               ({"rescore_batches": -1}, "rescore_batches")])
 def test_zc_pt_bad_options(slice_data, options, message):
     with pytest.raises(UserError, match=message):
