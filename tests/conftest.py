@@ -117,3 +117,18 @@ class ConvCalls:
 
     def __exit__(self, *exc):
         return self._mode.__exit__(*exc)
+
+
+def truncated_cifar(cifar_root: Path, target: Path) -> Path:
+    """A CIFAR-10 folder that passes the up-front check (``data.locate``) but fails to load: one
+    training batch cut short, so a search fails inside, after its lock was taken."""
+    from bench import data
+
+    source = data.locate(cifar_root)
+    folder = target / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for path in source.iterdir():
+        (folder / path.name).symlink_to(path)
+    (folder / "data_batch_3").unlink()
+    (folder / "data_batch_3").write_bytes((source / "data_batch_3").read_bytes()[:1000])
+    return target

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from bench.cli import main
+from conftest import truncated_cifar
 
 GOOD = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 TINY = ["--set", "epochs=1", "--set", "weight_size=64", "--set", "alpha_size=64", "--set", "batch_size=32"]
@@ -39,7 +40,7 @@ def files(tmp_path_factory, cifar_root):
     (root / "huge-int.json").write_text(_matrix(str(10**400)))
     (root / "long-int.json").write_text(_matrix("7" * 5000))
     (root / "deep.json").write_text("[" * 100000 + "]" * 100000)
-    _truncated_cifar(cifar_root, root / "cut-cifar")
+    truncated_cifar(cifar_root, root / "cut-cifar")
     for name, text in SPECS.items():
         text = text.format(root=root)
         if "[overrides]" in text:
@@ -57,20 +58,6 @@ def files(tmp_path_factory, cifar_root):
         del os.environ["BENCH_RESULTS"]
     run = next((root / "results" / "bad").iterdir())
     return {"root": root, "run": run, "data": cifar_root}
-
-
-def _truncated_cifar(cifar_root, target):
-    """A CIFAR-10 folder that passes ``data.locate`` but fails to load (one training batch cut short)."""
-    from bench import data
-
-    source = data.locate(cifar_root)
-    folder = target / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for path in source.iterdir():
-        (folder / path.name).symlink_to(path)
-    (folder / "data_batch_3").unlink()
-    (folder / "data_batch_3").write_bytes((source / "data_batch_3").read_bytes()[:1000])
-    return target
 
 
 def _matrix(entry: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from bench import runstore, sweep
 from bench.cli import main
-from conftest import run_records, smoke_spec
+from conftest import run_records, smoke_spec, truncated_cifar
 
 def _spec(tmp_path, name, results, **fields):
     return smoke_spec(tmp_path / f"{name}.toml", results, **fields)
@@ -69,25 +69,10 @@ def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
     assert resumed == _outcome([twin])[twin.run_path.name]
 
 
-def _truncated_cifar(cifar_root, target):
-    """A CIFAR-10 folder that passes the up-front check (``data.locate``) but fails to load: one
-    training batch cut short, so every job fails inside its search."""
-    from bench import data
-
-    source = data.locate(cifar_root)
-    folder = target / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for path in source.iterdir():
-        (folder / path.name).symlink_to(path)
-    (folder / "data_batch_3").unlink()
-    (folder / "data_batch_3").write_bytes((source / "data_batch_3").read_bytes()[:1000])
-    return target
-
-
 def test_failures_are_recorded_and_retried(tmp_path, cifar_root, capsys):
     spec = _spec(tmp_path, "fail", tmp_path / "res")
     jobs = sweep.expand(sweep.load_spec(spec))
-    broken = _truncated_cifar(cifar_root, tmp_path / "broken-cifar")
+    broken = truncated_cifar(cifar_root, tmp_path / "broken-cifar")
     results = sweep.run_sweep(spec, 1, data_dir=str(broken), progress=False)
     assert {r["status"] for r in results} == {"failed"}
     assert "corrupt or truncated" in (jobs[0].run_path / "failed").read_text()
