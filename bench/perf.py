@@ -317,7 +317,7 @@ class MethodStage:
 
 def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
                  methods: tuple[str, ...] | None = None) -> tuple[list[MethodStage], dict[str, dict]]:
-    """Wall time and peak memory of every search method against DARTS's, side by side (issue 5).
+    """Wall time and peak memory of every search method against DARTS's, side by side.
 
     Each method runs in a fresh process (so that neither time nor memory carries over from
     the one before), one after the other, with this process's thread count.  It runs its

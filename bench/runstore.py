@@ -118,16 +118,20 @@ class Run:
 
     # -- checkpoints ------------------------------------------------------------------
     def checkpoint_record(self, epoch: int) -> dict:
-        """The ``checkpoint`` entry of ``epoch``'s record; its file must lie inside this run folder."""
-        records = {r["epoch"]: r for r in self.epochs() if r.get("checkpoint")}
-        if epoch not in records:
+        """The record of ``epoch``, which must name a checkpoint (see ``checkpoint_path``)."""
+        record = next((r for r in self.epochs() if r["epoch"] == epoch and r.get("checkpoint")), None)
+        if record is None:
             raise UserError(f"{self.path} has no checkpoint record for epoch {epoch}")
-        entry = records[epoch]["checkpoint"]
+        return record
+
+    def checkpoint_path(self, record: dict) -> Path:
+        """The checkpoint file an epoch record names; the entry must be well formed and its file
+        must lie inside this run folder."""
+        entry = record["checkpoint"]
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
-            raise UserError(f"{self.epochs_file}: the checkpoint entry of epoch {epoch} is malformed; restore "
-                            f"the file")
-        self.inside(entry["file"])
-        return entry
+            raise UserError(f"{self.epochs_file}: the checkpoint entry of epoch {record['epoch']} is malformed; "
+                            f"restore the file")
+        return self.inside(entry["file"])
 
     def inside(self, relative: str) -> Path:
         """``relative`` resolved inside the run folder; a path that leaves it is refused."""
@@ -142,8 +146,8 @@ class Run:
         """The checkpoint of ``epoch`` after checking that it is this run's own: its SHA-256 equals
         the one recorded when it was written, and the seed and config digest stored inside it
         equal the run's.  A swapped, edited or foreign checkpoint is refused, never scored."""
-        entry = self.checkpoint_record(epoch)
-        path = self.inside(entry["file"])
+        record = self.checkpoint_record(epoch)
+        path, entry = self.checkpoint_path(record), record["checkpoint"]
         if not path.is_file():
             raise UserError(f"Checkpoint {path} of epoch {epoch} is missing; choose another epoch")
         if sha256_file(path) != entry["sha256"]:
@@ -151,17 +155,17 @@ class Run:
                             f"epochs.jsonl); it was replaced or damaged. Restore it, or resume the search to "
                             f"rewrite it")
         state = load_checkpoint(path, map_location)
-        expected = {"seed": self.meta()["seed"], "config_digest": self._digest_of(epoch), "epoch": epoch}
+        expected = {"seed": self.meta()["seed"], "config_digest": self._digest_of(record), "epoch": epoch}
         found = {key: state.get(key) for key in expected}
         if found != expected:
             wrong = ", ".join(f"{k} {found[k]!r} (run: {expected[k]!r})" for k in expected if found[k] != expected[k])
             raise UserError(f"Checkpoint {path} belongs to another run: {wrong}; restore this run's own file")
         return state
 
-    def _digest_of(self, epoch: int) -> str:
-        """The config digest the checkpoint of ``epoch`` was written under: the run's own, or for
-        an epoch copied by ``--restart-from`` the source run's (recorded with the copy)."""
-        record = next(r for r in self.epochs() if r["epoch"] == epoch)
+    def _digest_of(self, record: dict) -> str:
+        """The config digest an epoch's checkpoint was written under: the run's own, or for an
+        epoch copied by ``--restart-from`` the source run's (recorded with the copy)."""
+        epoch = record["epoch"]
         if "origin_digest" in record:
             return record["origin_digest"]
         if "restarted_from" in record:
@@ -228,7 +232,7 @@ class Run:
         """The newest checkpoint whose SHA-256 matches its epoch record (a corrupt one is skipped)."""
         records = {r["epoch"]: r for r in self.epochs() if r.get("checkpoint")}
         for epoch in sorted(records, reverse=True):
-            path = self.inside(self.checkpoint_record(epoch)["file"])
+            path = self.checkpoint_path(records[epoch])
             if path.exists() and sha256_file(path) == records[epoch]["checkpoint"]["sha256"]:
                 return epoch, path
         return None

@@ -87,7 +87,7 @@ def cosine_lr(cfg: SearchConfig, epoch: int) -> float:
 def _frozen(params: list[torch.nn.Parameter]):
     """``params`` without gradients for the duration: a step builds no autograd graph for
     what it does not update, and a compiled step gets a backward without those gradients
-    (issue 8: the alpha step at C=8 compiled, 0.13 -> 0.11 s)."""
+    (measured in docs/speed.md)."""
     was = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
@@ -326,9 +326,9 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
     return net
 
 
-def collapse_indicator(net: Supernet, data: data_mod.SearchData, images: int, seed: int) -> dict:
+def collapse_indicator(net: Supernet, data: data_mod.SearchData, images: int | None, seed: int) -> dict:
     """The dominant eigenvalue of the validation-loss Hessian w.r.t. alpha (RobustDARTS) on the
-    first ``images`` of the alpha half, BN in train mode; the supernet is left as it was."""
+    first ``images`` (None: all) of the alpha half, BN in train mode; the supernet is left as it was."""
     from bench.evaluate import fixed_batches
     from bench.hessian import alpha_hessian_eigenvalue
 
@@ -337,7 +337,7 @@ def collapse_indicator(net: Supernet, data: data_mod.SearchData, images: int, se
 
 def checkpoint_epochs(run: Run) -> list[int]:
     """Epochs whose checkpoint file is still on disk."""
-    return sorted(r["epoch"] for r in run.epochs() if r.get("checkpoint") and run.inside(r["checkpoint"]["file"]).exists())
+    return sorted(r["epoch"] for r in run.epochs() if r.get("checkpoint") and run.checkpoint_path(r).exists())
 
 
 def load_supernet(run: Run, epoch: int | None = None, device: torch.device | None = None,

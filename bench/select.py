@@ -31,7 +31,7 @@ from bench.errors import UserError
 from bench.evaluate import evaluate
 from bench.opscores import to_jsonable
 from bench.runstore import Run, run_lock
-from bench.search import INITIALISATION, load_supernet
+from bench.search import INITIALISATION, collapse_indicator, load_supernet
 
 INITIALISATION_NAME = "init"
 
@@ -221,11 +221,7 @@ def _apply(run: Run, jobs: list[dict], supernet_tau: int, data_dir, device, prog
         if name == SUPERNET:
             record = _supernet_record(net, data, supernet_tau, job["valid_size"])
         elif name == HESSIAN:
-            from bench.evaluate import fixed_batches
-            from bench.hessian import alpha_hessian_eigenvalue
-
-            record = {"hessian": alpha_hessian_eigenvalue(net, fixed_batches(data.alpha, job["valid_size"]), "train",
-                                                          seed=meta["seed"])}
+            record = {"hessian": collapse_indicator(net, data, job["valid_size"], meta["seed"])}
         else:
             context = criteria.Context(data=data, seed=meta["seed"], options=job["options"],
                                        valid_size=job["valid_size"], search_config=cfg, checkpoint=state)

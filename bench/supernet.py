@@ -220,7 +220,7 @@ def node_convs(edges: nn.ModuleList, relu_x: torch.Tensor, convs: list[tuple[int
     are the edges' channels side by side, and their BNs as one ``batch_norm`` over them (per
     channel, so exactly what the separate modules compute); each BN's running statistics and
     batch counter are updated as ``nn.BatchNorm2d`` does.  One wide conv replaces two or three
-    narrow ones (issue 8)."""
+    narrow ones."""
     out: dict[tuple[int, int], torch.Tensor] = {}
     for op in (CONV1, CONV3):
         group = [e for e, o in convs if o == op]
