@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark_option(tau)
 
     search = sub.add_parser("search", help="train a supernet and derive the magnitude cell every epoch")
-    search.add_argument("--profile", default="smoke", help="paper, darts-pt, smoke or cpu (default: smoke)")
+    search.add_argument("--profile", default="smoke", help="paper, darts-pt, smoke, cpu or reference (default: smoke)")
     search.add_argument("--method", default=None, help="darts (default), darts-fix-alpha, nap or eoinas; sets the "
                         "method's defaults on top of the profile")
     search.add_argument("--seed", type=_seed, default=0, help="0 to 2**32 - 1 (default 0)")

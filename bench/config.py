@@ -12,6 +12,9 @@ Profiles:
 - ``smoke``: a tiny real-data run for tests and the demo (well under 2 minutes on 2 cores).
 - ``cpu``: a real CIFAR-10 study that takes about an hour on 2 CPU cores; sizes chosen by
   measurement (see README, "Profiles").
+- ``reference``: the reference study (``results/reference/``): DARTS-V1's recipe at C=8, N=1,
+  40 epochs on 10k/10k images, cell BN without running statistics, checkpoints every 5th
+  epoch; the smallest size at which DARTS's magnitude cell degenerates on CPU (README there).
 """
 from __future__ import annotations
 
@@ -169,6 +172,8 @@ PROFILES: dict[str, SearchConfig] = {
                              checkpoint_every=20),
     "smoke": SearchConfig(C=4, N=1, epochs=3, batch_size=64, weight_size=512, alpha_size=512),
     "cpu": SearchConfig(C=8, N=2, epochs=25, batch_size=64, weight_size=20000, alpha_size=20000),
+    "reference": SearchConfig(C=8, N=1, epochs=40, batch_size=64, weight_size=10000, alpha_size=10000,
+                              track_running_stats=False, checkpoint_every=5),
 }
 
 

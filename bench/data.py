@@ -29,6 +29,8 @@ STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 TARBALL = "cifar-10-python.tar.gz"
+SOURCE = "CIFAR-10 training batches (cifar-10-batches-py/data_batch_1..5)"
+"""How a run's config.json names its data: by this and the SHA-256, never by a machine path."""
 
 
 def _how_to_get(root: Path) -> str:

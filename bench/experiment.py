@@ -83,7 +83,7 @@ def _search(profile, cfg, seed, experiment, data_dir, device, resume, progress, 
     origin = {"restarted_from": restarted_from} if restarted_from else {}  # the seeded records say where from
     run.start({**origin, "config": cfg.to_dict(), "seed": seed, "profile": profile, "experiment": experiment,
                "device": str(dev),
-               "data": {"root": str(root), "weight_size": cfg.weight_size, "alpha_size": cfg.alpha_size,
+               "data": {"source": data_mod.SOURCE, "weight_size": cfg.weight_size, "alpha_size": cfg.alpha_size,
                         "train_sha256": data.train_sha256},
                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment()})
     try:

@@ -30,6 +30,7 @@ from bench.atomic import append_jsonl
 from bench.errors import UserError
 from bench.evaluate import evaluate
 from bench.opscores import to_jsonable
+from bench.paths import default_data_dir
 from bench.runstore import Run, run_lock
 from bench.search import INITIALISATION, collapse_indicator, load_supernet
 
@@ -203,7 +204,7 @@ def _apply(run: Run, jobs: list[dict], supernet_tau: int, data_dir, device, prog
     if not jobs:
         return []
     dev = device_mod.choose(device)
-    root = Path(data_dir) if data_dir else Path(meta["data"]["root"])
+    root = Path(data_dir) if data_dir else Path(meta["data"].get("root") or default_data_dir())
     data = data_mod.load_search_data(root, dev, cfg.weight_size, cfg.alpha_size, split_seed=meta["seed"])
     run.check_inputs(train_sha256=data.train_sha256)
     epoch_seconds = [r["seconds"] for r in run.epochs() if isinstance(r.get("seconds"), (int, float))]

@@ -24,6 +24,9 @@ Spec (see ``examples/smoke.toml``)::
     criteria = ["magnitude", "darts-pt"]
     epochs = "last"
     valid_size = 256
+
+Several ``[[select]]`` tables instead of one ``[select]`` apply several selection passes,
+each with its own criteria, epochs, sizes and options (``examples/reference.toml``).
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from bench.paths import experiment_name, writable_dir
 from bench.runstore import Run, is_locked, run_id, run_lock
 
 _SPEC_TYPES = {"experiment": str, "profile": str, "profiles": list, "methods": list, "seeds": list,
-               "results": str, "overrides": dict, "select": dict}
+               "results": str, "overrides": dict, "select": (dict, list)}
 _SELECT_TYPES = {"criteria": list, "epochs": (str, int), "valid_size": int, "options": dict,
                  "supernet_tau": int}
 _KIND_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a table"}
@@ -55,7 +58,8 @@ class Job:
     seed: int
     config: SearchConfig
     results: str
-    select: dict = field(default_factory=dict, hash=False, compare=False)
+    select: dict | list = field(default_factory=dict, hash=False, compare=False)
+    """The spec's ``[select]`` table or ``[[select]]`` tables (``select_blocks``)."""
 
     @property
     def run_path(self) -> Path:
@@ -102,14 +106,25 @@ def check_spec(spec: dict, where: str) -> None:
         if not isinstance(value, _SCALAR):
             raise UserError(f"{where}: [overrides] {key} = {value!r} must be a number, a string or "
                             f"true/false")
-    select = spec.get("select", {})
-    _check_keys(select, _SELECT_TYPES, f"{where}: [select]")
-    if "criteria" in select:
-        _check_list(select["criteria"], str, f"{where}: [select] criteria")
-    for key in ("valid_size", "supernet_tau"):
-        if select.get(key, 0) < 0:
-            raise UserError(f"{where}: [select] {key} must be >= 0, got {select[key]}")
-    option_items(select.get("options", {}), f"{where}: [select] options")
+    if isinstance(spec.get("select"), list) and not spec["select"]:
+        raise UserError(f"{where}: [[select]] is empty; give at least one table or leave it out")
+    for select in select_blocks(spec.get("select")):
+        if not isinstance(select, dict):
+            raise UserError(f"{where}: each [[select]] must be a table, got {select!r}")
+        _check_keys(select, _SELECT_TYPES, f"{where}: [select]")
+        if "criteria" in select:
+            _check_list(select["criteria"], str, f"{where}: [select] criteria")
+        for key in ("valid_size", "supernet_tau"):
+            if select.get(key, 0) < 0:
+                raise UserError(f"{where}: [select] {key} must be >= 0, got {select[key]}")
+        option_items(select.get("options", {}), f"{where}: [select] options")
+
+
+def select_blocks(select: dict | list | None) -> list[dict]:
+    """The selection passes of a spec: one ``[select]`` table, several ``[[select]]`` tables, or none."""
+    if not select:
+        return []
+    return list(select) if isinstance(select, list) else [select]
 
 
 def _check_keys(table: dict, types: dict, where: str) -> None:
@@ -157,11 +172,12 @@ def expand(spec: dict) -> list[Job]:
     results = str(spec.get("results") or results_dir())
     jobs = []
     for profile in profiles:
-        for method in spec.get("methods", ["darts"]):
-            cfg = resolve(profile, overrides, method)
-            if spec.get("select"):
-                check_selection(spec["select"], cfg)
-            for seed in spec.get("seeds", [0]):
+        configs = {method: resolve(profile, overrides, method) for method in spec.get("methods", ["darts"])}
+        for cfg in configs.values():
+            for block in select_blocks(spec.get("select")):
+                check_selection(block, cfg)
+        for seed in spec.get("seeds", [0]):  # seed-major: a partial sweep has every method's first seed
+            for method, cfg in configs.items():
                 jobs.append(Job(spec["experiment"], profile, method, int(seed), cfg, results, spec.get("select", {})))
     return jobs
 
@@ -231,9 +247,8 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
         try:
             experiment.search(job.profile, job.config, job.seed, job.experiment, data_dir=data_dir, device=device,
                               progress=False, run=run, lock=False)
-            if job.select:
-                sel = job.select
-                names, epochs = selection_request(job, run)
+            for sel in select_blocks(job.select):
+                names, epochs = selection_request(sel, run)
                 options = select.parse_options(option_items(sel.get("options", {}), "[select] options"))
                 select.apply(run, names, epochs, options, sel.get("valid_size"),
                              supernet_tau=sel.get("supernet_tau", 0), data_dir=data_dir, device=device,
@@ -256,27 +271,31 @@ def job_devices(count: int) -> list[str | None]:
     return [f"cuda:{i % gpus}" for i in range(count)]
 
 
-def selection_request(job: Job, run: Run) -> tuple[list[str], list[int]]:
-    """The criteria and checkpoint epochs that the job's ``[select]`` block asks for."""
+def selection_request(block: dict, run: Run) -> tuple[list[str], list[int]]:
+    """The criteria and checkpoint epochs that one ``[select]`` block asks for."""
     from bench import select
     from bench.search import checkpoint_epochs
 
-    names = select.parse_criteria(",".join(job.select.get("criteria", ["magnitude"])))
-    return names, select.parse_epochs(str(job.select.get("epochs", "last")), checkpoint_epochs(run))
+    names = select.parse_criteria(",".join(block.get("criteria", ["magnitude"])))
+    return names, select.parse_epochs(str(block.get("epochs", "last")), checkpoint_epochs(run))
 
 
 def selections_missing(job: Job) -> int:
-    """(epoch, criterion) pairs of the job's ``[select]`` block not yet in ``selections.jsonl``."""
-    if not job.select:
+    """Selection records the job's ``[select]`` blocks ask for that ``selections.jsonl`` does not hold yet."""
+    blocks = select_blocks(job.select)
+    if not blocks:
         return 0
     from bench import select
 
     run = Run(job.run_path)
-    names, epochs = selection_request(job, run)
-    if job.select.get("supernet_tau"):
-        names.append(select.SUPERNET)
-    done = {(r["epoch"], r["criterion"]) for r in select.selections(run)}
-    return sum((e, n) not in done for e in epochs for n in names)
+    done = {select.selection_key(r) for r in select.selections(run)}
+    wanted = set()
+    for block in blocks:
+        names, epochs = selection_request(block, run)
+        options = select.parse_options(option_items(block.get("options", {}), "[select] options"))
+        wanted |= {select.selection_key(r) for r in select.planned(epochs, names, options, block.get("valid_size"),
+                                                                    True, block.get("supernet_tau", 0))}
+    return len(wanted - done)
 
 
 def job_state(job: Job) -> str:
