@@ -22,27 +22,30 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field, fields
 
 from bench.errors import UserError
+from bench.methods import METHOD_OPTIONS, METHODS
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    method: str = "darts"           # search method: darts, darts-fix-alpha, nap, eoinas, entrannas (bench.methods)
+class TrainingConfig:
+    """What every search method shares: the supernet, the data split and DARTS's optimisers."""
+
+    method: str = "darts"           # search method (bench.methods.METHODS)
     order: str = "first"            # DARTS order: first (V1) or second (V2, unrolled)
     step_order: str = "weight-first"  # weight-first (NB201 V1) or alpha-first (darts-pt)
-    freeze_alpha: bool = False      # DARTS-PT "fix alpha" (blank) supernet
     C: int = 16
     N: int = 5
     num_classes: int = 10
     affine: bool = False
     track_running_stats: bool = True
-    relaxation: str = "softmax"
+    relaxation: str = "softmax"     # alpha -> mixing weights (bench.relaxation)
     epochs: int = 50
     batch_size: int = 64
-    weight_size: int = 25000        # images in the weight half
-    alpha_size: int = 25000         # images in the alpha half
+    weight_size: int = 25000        # images in the weight half (trains the network weights)
+    alpha_size: int = 25000         # images in the alpha half (trains alpha; criteria validate on it)
     w_lr: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -55,26 +58,18 @@ class SearchConfig:
     a_weight_decay: float = 1e-3
     a_eps: float = 1e-8
     checkpoint_every: int = 1       # keep every k-th checkpoint (plus the last)
-    # -- methods that change training (bench.methods) --
-    exclude_none: bool = False      # NAP: 'none' is not a candidate
-    prune_every: int = 0            # NAP / EoiNAS: epochs between pruning points (0 = never)
-    prune_threshold: float = 0.0    # NAP: prune ops whose gate falls below this (0 = use the schedule)
-    none_threshold: float = 0.0     # NAP: an edge whose strongest gate is below this becomes 'none'
-    warmup_epochs: int = 0          # EoiNAS: weight-only epochs before alpha trains
-    tau_start: float = 5.0          # EoiNAS: Gumbel-softmax temperature in warm-up
-    tau_decay: float = 0.965        # EoiNAS: tau = tau_start * tau_decay^(epoch - warmup)
-    skip_dropout: float = 0.0       # EoiNAS: dropout on skip_connect outputs (schedule in bench.methods)
-    lam: float = 0.5                # EoiNAS: indicator weight of the accuracy term
-    eoi_variant: str = "paper"      # EoiNAS: paper (accumulated mean accuracy) or code (official code)
-    drop_none_last: bool = True     # EoiNAS: remove 'none' at the last pruning point if still present
-    engine_cells: str = "stage-first"  # EnTranNAS: stage-first (first cell of each stage) or first (cell 0 only)
-    dst: bool = True                # EnTranNAS: differentiable sparsification with node thresholds
-    entran_tau: float = 1.0         # EnTranNAS: engine softmax temperature
     implementation: str = "fast"    # fast or naive supernet forward
     precision: str = "fp32"         # fp32, or bf16: the supernet forward under bf16 autocast (for GPUs)
     hessian_every: int = 0          # log the dominant alpha-Hessian eigenvalue every k-th epoch (0 = never)
     hessian_images: int = 512       # validation images (the first of the alpha half) it is measured on
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchConfig(TrainingConfig, *METHOD_OPTIONS):
+    """A complete search configuration: the shared training fields plus every method's options
+    (each method owns its options dataclass in ``bench.methods``); flat, so ``--set key=value``
+    reaches any field."""
 
     def __post_init__(self) -> None:
         validate(self)
@@ -82,11 +77,24 @@ class SearchConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, stored: dict) -> "SearchConfig":
+        """A configuration as stored in a run's ``config.json``, renamed fields included."""
+        return cls(**{RENAMED.get(k, k): v for k, v in stored.items()})
+
     def identity(self) -> dict:
-        """The fields that identify a run (its id, checkpoint digests): all of them, except that
-        fields added later are left out while they hold the value that reproduces the earlier
-        behaviour (``_DIGEST_NEUTRAL``), so the ids of existing runs stay valid."""
-        return {k: v for k, v in self.to_dict().items() if _DIGEST_NEUTRAL.get(k, _MISSING) != v}
+        """The fields that identify a run (its id, checkpoint digests), under the names they had
+        when run ids were first derived (``RENAMED``): the fields of ``FIRST_FIELDS`` always,
+        any other field only while it differs from its default.  So a field or a method added
+        later never changes the ids of existing runs or of other methods' runs."""
+        legacy = {new: old for old, new in RENAMED.items()}
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            name = legacy.get(f.name, f.name)
+            if name in FIRST_FIELDS or value != _default(f):
+                out[name] = value
+        return out
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
@@ -95,19 +103,30 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
-_MISSING = object()
-_DIGEST_NEUTRAL = {"precision": "fp32", "hessian_every": 0, "hessian_images": 512}
-"""Fields newer than the first runs, with their behaviour-preserving value (see ``digest``)."""
+def _default(f: dataclasses.Field) -> object:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
-_CHOICES = {"method": ("darts", "darts-fix-alpha", "nap", "eoinas", "entrannas"), "order": ("first", "second"),
-            "precision": ("fp32", "bf16"), "step_order": ("weight-first", "alpha-first"),
-            "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive"),
-            "eoi_variant": ("paper", "code"), "engine_cells": ("stage-first", "first")}
+
+RENAMED = {"tau_start": "gumbel_temperature_start", "tau_decay": "gumbel_temperature_decay",
+           "entran_tau": "engine_temperature"}
+"""Old field name -> new: old names load from ``config.json`` and work in ``--set`` (with a notice)."""
+
+FIRST_FIELDS = frozenset({
+    "method", "order", "step_order", "freeze_alpha", "C", "N", "num_classes", "affine", "track_running_stats",
+    "relaxation", "epochs", "batch_size", "weight_size", "alpha_size", "w_lr", "w_lr_min", "w_momentum",
+    "w_nesterov", "w_weight_decay", "grad_clip", "a_lr", "a_beta1", "a_beta2", "a_weight_decay", "a_eps",
+    "checkpoint_every", "exclude_none", "prune_every", "prune_threshold", "none_threshold", "warmup_epochs",
+    "tau_start", "tau_decay", "skip_dropout", "lam", "eoi_variant", "drop_none_last", "engine_cells", "dst",
+    "entran_tau", "implementation", "extra"})
+"""The fields of the first run ids (old names): they stay in every identity, at any value."""
+
+_CHOICES = {"order": ("first", "second"), "precision": ("fp32", "bf16"),
+            "step_order": ("weight-first", "alpha-first"),
+            "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive")}
 _POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every",
              "hessian_images")
 _NON_NEGATIVE = ("w_lr", "w_lr_min", "w_weight_decay", "grad_clip", "a_lr", "a_weight_decay", "a_eps", "w_momentum",
-                 "prune_every", "prune_threshold", "none_threshold", "warmup_epochs", "tau_start", "tau_decay",
-                 "skip_dropout", "lam", "hessian_every")
+                 "hessian_every")
 
 
 SEED_MAX = 2**32 - 1
@@ -124,17 +143,26 @@ def check_seed(seed: object, what: str = "seed") -> int:
     return seed
 
 
+def field_kind(f: dataclasses.Field) -> str:
+    """A config field's type name (int, float, bool, str, dict), whether or not its module
+    postpones annotations."""
+    return f.type if isinstance(f.type, str) else f.type.__name__
+
+
 def validate(cfg: SearchConfig) -> None:
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}[f.type]
-        if isinstance(value, bool) and f.type != "bool" or not isinstance(value, expected):
-            raise UserError(f"Config field {f.name!r} = {value!r} must be of type {f.type}")
-        if f.type == "float" and not math.isfinite(value):
+        kind = field_kind(f)
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}[kind]
+        if isinstance(value, bool) and kind != "bool" or not isinstance(value, expected):
+            raise UserError(f"Config field {f.name!r} = {value!r} must be of type {kind}")
+        if kind == "float" and not math.isfinite(value):
             raise UserError(f"Config field {f.name!r} = {value!r} must be a finite number")
     if cfg.num_classes != NUM_CLASSES:
         raise UserError(f"Config field 'num_classes' = {cfg.num_classes} must be {NUM_CLASSES}: the search "
                         f"data is CIFAR-10")
+    if cfg.method not in METHODS:
+        raise UserError(f"Config field 'method' = {cfg.method!r} must be one of {', '.join(METHODS)}")
     for name, allowed in _CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be one of {', '.join(allowed)}")
@@ -150,18 +178,10 @@ def validate(cfg: SearchConfig) -> None:
                         f"training images")
     if not 0 <= cfg.a_beta1 < 1 or not 0 <= cfg.a_beta2 < 1 or not 0 <= cfg.w_momentum < 1:
         raise UserError("a_beta1, a_beta2 and w_momentum must lie in [0, 1)")
-    if cfg.warmup_epochs >= cfg.epochs and cfg.warmup_epochs > 0:
-        raise UserError(f"warmup_epochs ({cfg.warmup_epochs}) must be smaller than epochs ({cfg.epochs})")
     if cfg.order == "second" and cfg.method != "darts":
         raise UserError(f"order=second (DARTS-V2) is implemented for method darts only, not {cfg.method!r}")
-    if cfg.method == "entrannas" and cfg.implementation != "fast":
-        raise UserError("method entrannas has its own supernet; use implementation=fast")
-    if cfg.entran_tau <= 0 or cfg.tau_start <= 0:
-        raise UserError(f"entran_tau ({cfg.entran_tau}) and tau_start ({cfg.tau_start}) must be positive")
-    if not 0 < cfg.tau_decay <= 1:
-        raise UserError(f"tau_decay ({cfg.tau_decay}) must lie in (0, 1]")
-    if cfg.skip_dropout >= 1:
-        raise UserError(f"skip_dropout ({cfg.skip_dropout}) must be below 1")
+    for options in METHOD_OPTIONS:
+        options.check(cfg)
     if cfg.w_lr_min > cfg.w_lr:
         raise UserError(f"w_lr_min ({cfg.w_lr_min}) must not exceed w_lr ({cfg.w_lr})")
 
@@ -178,24 +198,11 @@ PROFILES: dict[str, SearchConfig] = {
 
 
 def method_defaults(method: str, base: SearchConfig) -> dict:
-    """Profile defaults of a method, scaled to the profile's epoch budget (bench.methods)."""
-    if method == "darts":
-        return {}
-    if method == "darts-fix-alpha":
-        return {"freeze_alpha": True}
-    if method == "nap":
-        return {"relaxation": "sigmoid", "exclude_none": True, "prune_every": max(1, base.epochs // 4)}
-    if method == "eoinas":
-        # docs/criteria.md §8.4: 100 epochs at paper size (warm-up 20, prune every 20), SGD cosine to 0,
-        # wd 3e-4, Adam 6e-4; smaller profiles keep the proportions
-        epochs = {"paper": 100, "darts-pt": 100}.get(base_name(base), max(base.epochs, 5))
-        warmup = epochs // 5
-        return {"relaxation": "gumbel", "epochs": epochs, "warmup_epochs": warmup,
-                "prune_every": max(1, (epochs - warmup) // 4), "skip_dropout": 0.1, "a_lr": 6e-4, "w_lr_min": 0.0,
-                "w_weight_decay": 3e-4, "w_nesterov": False, "eoi_variant": "code"}
-    if method == "entrannas":
-        return {"relaxation": "softmax"}
-    raise UserError(f"Unknown method {method!r}; available: {', '.join(_CHOICES['method'])}")
+    """Profile defaults of a method, scaled to the profile's epoch budget (the method's own
+    ``profile_defaults`` in ``bench.methods``)."""
+    if method not in METHODS:
+        raise UserError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
+    return METHODS[method].profile_defaults(base, base_name(base))
 
 
 def base_name(cfg: SearchConfig) -> str:
@@ -212,7 +219,10 @@ def parse_override(text: str, base: SearchConfig) -> tuple[str, object]:
     """``key=value`` -> (key, typed value) using the field's type in ``base``."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    names = {f.name: f.type for f in fields(base)}
+    if key in RENAMED:
+        print(f"note: --set {key} is deprecated; the field is now {RENAMED[key]}", file=sys.stderr)
+        key = RENAMED[key]
+    names = {f.name: field_kind(f) for f in fields(base)}
     if not sep or key not in names or key == "extra":
         raise UserError(f"Override {text!r} must be key=value with key one of: {', '.join(n for n in names if n != 'extra')}")
     kind = names[key]

@@ -1,7 +1,7 @@
 """EnTranNAS on NAS-Bench-201 (Yang et al., CVPR 2021; docs/criteria.md §8.5) [recon].
 
 - Engine cells are differentiable: node j = sum over edges (i -> j) and ops k of
-  w[e, k] * o^k(x_i), with w = softmax(alpha / tau) or, with DST, the sparsified q-hat below.
+  w[e, k] * o^k(x_i), with w = softmax(alpha / T) or, with DST, the sparsified q-hat below.
 - Transit cells compute only the sub-graph derived from the engine's architecture at every
   iteration: node j = unweighted sum of o^k(x_i) over the selected (i, k) (Eq. 21 of the
   survey restatement); no alpha gradient flows through them.
@@ -117,7 +117,7 @@ class EnTranSupernet(Supernet):
         return [self.alpha, self.node_beta]
 
     def engine_weights(self) -> torch.Tensor:
-        """Engine mixing weights: softmax(alpha / tau) over available ops, sparsified by DST."""
+        """Engine mixing weights: softmax(alpha / T) over available ops, sparsified by DST."""
         p = self.relaxation(self.alpha, self.op_mask)
         return dst_weights(p, self.node_beta) if self.dst else p
 

@@ -14,7 +14,7 @@
   falls below ``prune_threshold``, if that is > 0), final op = strongest survivor; an edge
   whose strongest gate is below ``none_threshold`` becomes 'none' (discarded input).
 - ``eoinas``: EoiNAS (Zhou et al., arXiv 1911.10511; docs/criteria.md §8.4) transferred to NB201
-  [recon]: Gumbel-softmax relaxation with tau = tau0 in warm-up then tau0 * decay^(epoch -
+  [recon]: Gumbel-softmax relaxation with temperature T0 in warm-up then T0 * decay^(epoch -
   warmup), skip-connect dropout, alpha frozen during warm-up, the indicator
   I = softmax(alpha) + lambda * A / N, and the argmin-I op pruned on every edge at epochs
   warmup + k * prune_every (pruned ops leave compute and the relaxation; Adam is re-created,
@@ -31,29 +31,61 @@
   ``paper`` is the reading of the paper's text: A = the sum of alpha-batch accuracies
   (fractions) over the alpha steps whose sample favoured the op, N = their number, both reset
   at pruning, no alpha clipping, A / N = 0 where N = 0.  ``code`` should be the method's
-  default (``bench.config.method_defaults``): the paper does not say which sample N counts,
+  default (``EoiNAS.profile_defaults``): the paper does not say which sample N counts,
   how A aggregates or what A's unit is, and the code is what produced its results.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bench import space
-from bench.config import SearchConfig
 from bench.errors import UserError
-from bench.supernet import Supernet
+
+if TYPE_CHECKING:
+    from bench.config import SearchConfig
+    from bench.supernet import Supernet
+
+
+def _non_negative(cfg, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not value >= 0:  # catches NaN too
+            raise UserError(f"Config field {name!r} = {value!r} must be a number >= 0")
+
+
+def _one_of(cfg, name: str, allowed: tuple[str, ...]) -> None:
+    if getattr(cfg, name) not in allowed:
+        raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class DartsOptions:
+    """Plain DARTS has no knobs of its own (``bench.config.TrainingConfig`` holds the recipe)."""
+
+    @staticmethod
+    def check(cfg: SearchConfig) -> None:
+        pass
 
 
 class Method:
     """Plain DARTS: every hook is a no-op."""
 
     name = "darts"
+    options = DartsOptions
+    """The dataclass of the method's own knobs (its fields join ``bench.config.SearchConfig``)."""
     cell_criterion: str | None = None
     """The selection criterion whose cell is this method's result, when training derives none itself."""
+
+    @staticmethod
+    def profile_defaults(base: SearchConfig, profile: str) -> dict:
+        """Field values the method sets on top of profile ``profile`` (``base``)."""
+        return {}
 
     def __init__(self, cfg: SearchConfig, seed: int = 0):
         self.cfg = cfg
@@ -119,9 +151,23 @@ class Method:
         pass
 
 
+@dataclass(frozen=True)
+class FixAlphaOptions:
+    freeze_alpha: bool = False      # DARTS-PT "fix alpha" (blank) supernet: alpha never trains
+
+    @staticmethod
+    def check(cfg: SearchConfig) -> None:
+        pass
+
+
 class FixAlpha(Method):
     name = "darts-fix-alpha"
+    options = FixAlphaOptions
     cell_criterion = "darts-pt-proj"  # frozen alpha says nothing: the paper's cell is the projection
+
+    @staticmethod
+    def profile_defaults(base: SearchConfig, profile: str) -> dict:
+        return {"freeze_alpha": True}
 
     def alpha_trains(self, epoch: int) -> bool:
         return False
@@ -148,8 +194,33 @@ def _prune_weakest(net: Supernet, strength: np.ndarray, protect_none_until_last:
     return events
 
 
+@dataclass(frozen=True)
+class PruningOptions:
+    prune_every: int = 0            # NAP / EoiNAS: epochs between pruning points (0 = never)
+
+    @staticmethod
+    def check(cfg: SearchConfig) -> None:
+        _non_negative(cfg, "prune_every")
+
+
+@dataclass(frozen=True)
+class NAPOptions(PruningOptions):
+    exclude_none: bool = False      # 'none' is not a candidate
+    prune_threshold: float = 0.0    # prune ops whose gate falls below this (0 = use the schedule)
+    none_threshold: float = 0.0     # an edge whose strongest gate is below this becomes 'none'
+
+    @staticmethod
+    def check(cfg: SearchConfig) -> None:
+        _non_negative(cfg, "prune_every", "prune_threshold", "none_threshold")
+
+
 class NAP(Method):
     name = "nap"
+    options = NAPOptions
+
+    @staticmethod
+    def profile_defaults(base: SearchConfig, profile: str) -> dict:
+        return {"relaxation": "sigmoid", "exclude_none": True, "prune_every": max(1, base.epochs // 4)}
 
     def setup(self, net: Supernet) -> None:
         if self.cfg.exclude_none:
@@ -183,8 +254,43 @@ class NAP(Method):
         return s
 
 
+@dataclass(frozen=True)
+class EoiNASOptions(PruningOptions):
+    warmup_epochs: int = 0          # weight-only epochs before alpha trains
+    gumbel_temperature_start: float = 5.0  # Gumbel-softmax temperature in warm-up
+    gumbel_temperature_decay: float = 0.965  # after warm-up: start * decay^(epoch - warmup)
+    skip_dropout: float = 0.0       # dropout on skip_connect outputs (schedule in EoiNAS.start_epoch)
+    lam: float = 0.5                # indicator weight of the accuracy term
+    eoi_variant: str = "paper"      # paper (accumulated mean accuracy) or code (official code)
+    drop_none_last: bool = True     # remove 'none' at the last pruning point if still present
+
+    @staticmethod
+    def check(cfg: SearchConfig) -> None:
+        _non_negative(cfg, "prune_every", "warmup_epochs", "skip_dropout", "lam")
+        _one_of(cfg, "eoi_variant", ("paper", "code"))
+        if cfg.warmup_epochs >= cfg.epochs and cfg.warmup_epochs > 0:
+            raise UserError(f"warmup_epochs ({cfg.warmup_epochs}) must be smaller than epochs ({cfg.epochs})")
+        if not cfg.gumbel_temperature_start > 0:
+            raise UserError(f"gumbel_temperature_start ({cfg.gumbel_temperature_start}) must be positive")
+        if not 0 < cfg.gumbel_temperature_decay <= 1:
+            raise UserError(f"gumbel_temperature_decay ({cfg.gumbel_temperature_decay}) must lie in (0, 1]")
+        if cfg.skip_dropout >= 1:
+            raise UserError(f"skip_dropout ({cfg.skip_dropout}) must be below 1")
+
+
 class EoiNAS(Method):
     name = "eoinas"
+    options = EoiNASOptions
+
+    @staticmethod
+    def profile_defaults(base: SearchConfig, profile: str) -> dict:
+        """docs/criteria.md §8.4: 100 epochs at paper size (warm-up 20, prune every 20), SGD cosine to
+        0, wd 3e-4, Adam 6e-4, the official code's indicator; smaller profiles keep the proportions."""
+        epochs = {"paper": 100, "darts-pt": 100}.get(profile, max(base.epochs, 5))
+        warmup = epochs // 5
+        return {"relaxation": "gumbel", "epochs": epochs, "warmup_epochs": warmup,
+                "prune_every": max(1, (epochs - warmup) // 4), "skip_dropout": 0.1, "a_lr": 6e-4, "w_lr_min": 0.0,
+                "w_weight_decay": 3e-4, "w_nesterov": False, "eoi_variant": "code"}
 
     def __init__(self, cfg: SearchConfig, seed: int = 0):
         super().__init__(cfg, seed)
@@ -202,13 +308,13 @@ class EoiNAS(Method):
         return epoch >= self.cfg.warmup_epochs and not self.cfg.freeze_alpha
 
     def temperature(self, epoch: int) -> float:
-        """Gumbel-softmax temperature of (0-based) ``epoch``: tau0 in warm-up, then
-        tau0 * decay^(epoch - warmup)."""
-        return self.cfg.tau_start * self.cfg.tau_decay ** max(epoch - self.cfg.warmup_epochs, 0)
+        """Gumbel-softmax temperature of (0-based) ``epoch``: T0 in warm-up, then
+        T0 * decay^(epoch - warmup)."""
+        return self.cfg.gumbel_temperature_start * self.cfg.gumbel_temperature_decay ** max(epoch - self.cfg.warmup_epochs, 0)
 
     def start_epoch(self, net: Supernet, epoch: int) -> dict:
-        tau = self.temperature(epoch)
-        net.relaxation.tau = tau
+        temperature = self.temperature(epoch)
+        net.relaxation.temperature = temperature
         generator = torch.Generator(device=net.alpha.device)
         generator.manual_seed(self.seed * 1_000_003 + epoch + 424242)
         net.relaxation.generator = generator
@@ -221,7 +327,7 @@ class EoiNAS(Method):
         self._training_alpha = self.alpha_trains(epoch)
         if self.cfg.eoi_variant == "code" and self.cfg.grad_clip > 0:
             self._clip_alpha_gradient(net)
-        return {"temperature": tau, "skip_dropout": p, "alpha_trains": self._training_alpha}
+        return {"temperature": temperature, "skip_dropout": p, "alpha_trains": self._training_alpha}
 
     def _clip_alpha_gradient(self, net: Supernet) -> None:
         """Alpha's gradient scaled to norm <= grad_clip wherever it is computed, as the official
@@ -236,7 +342,7 @@ class EoiNAS(Method):
     def restore(self, net: Supernet, epoch: int, record: dict | None) -> None:
         """The temperature the checkpoint was trained with: the epoch record's, else the schedule's."""
         recorded = (record or {}).get("method", {}).get("temperature")
-        net.relaxation.tau = float(recorded) if recorded is not None else self.temperature(max(epoch - 1, 0))
+        net.relaxation.temperature = float(recorded) if recorded is not None else self.temperature(max(epoch - 1, 0))
 
     def _favoured(self, net: Supernet) -> np.ndarray:
         return net.relaxation.last_sample.argmax(dim=1).cpu().numpy()
@@ -276,7 +382,7 @@ class EoiNAS(Method):
         return np.where(available, np.nan_to_num(ind, nan=-np.inf, posinf=np.inf), np.inf)
 
     def end_epoch(self, net: Supernet, epoch: int) -> tuple[dict, bool]:
-        net.relaxation.generator = None  # logged and checkpointed: the deterministic softmax(alpha / tau)
+        net.relaxation.generator = None  # logged and checkpointed: the deterministic softmax(alpha / T)
         ind = self.indicator(net)
         record = {"indicator": ind.tolist(), "accuracy": self.acc.tolist(), "samples": self.count.tolist(),
                   "pruned": []}
@@ -321,11 +427,31 @@ def _softmax_rows(net: Supernet) -> np.ndarray:
         return torch.softmax(logits, -1).cpu().numpy()
 
 
+@dataclass(frozen=True)
+class EnTranNASOptions:
+    engine_cells: str = "stage-first"  # stage-first (first cell of each stage) or first (cell 0 only)
+    dst: bool = True                # differentiable sparsification with node thresholds
+    engine_temperature: float = 1.0  # engine softmax temperature
+
+    @staticmethod
+    def check(cfg: SearchConfig) -> None:
+        _one_of(cfg, "engine_cells", ("stage-first", "first"))
+        if not cfg.engine_temperature > 0:
+            raise UserError(f"engine_temperature ({cfg.engine_temperature}) must be positive")
+        if cfg.method == "entrannas" and cfg.implementation != "fast":
+            raise UserError("method entrannas has its own supernet; use implementation=fast")
+
+
 class EnTranNAS(Method):
     """Engine/transit cells with DST (bench.entrannas); records how often DST keeps several
     ops on one edge, per training step and at the end of each epoch."""
 
     name = "entrannas"
+    options = EnTranNASOptions
+
+    @staticmethod
+    def profile_defaults(base: SearchConfig, profile: str) -> dict:
+        return {"relaxation": "softmax"}
 
     def __init__(self, cfg: SearchConfig, seed: int = 0):
         super().__init__(cfg, seed)
@@ -358,6 +484,10 @@ class EnTranNAS(Method):
 
 
 METHODS = {m.name: m for m in (Method, FixAlpha, NAP, EoiNAS, EnTranNAS)}
+"""Registered search methods; adding one means its class (with ``options``) and an entry here."""
+
+METHOD_OPTIONS = tuple(dict.fromkeys(m.options for m in METHODS.values()))
+"""The options dataclasses ``bench.config.SearchConfig`` is composed of."""
 
 
 def get(cfg: SearchConfig, seed: int = 0) -> Method:

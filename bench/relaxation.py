@@ -82,23 +82,24 @@ class Relu(_Gate):
 
 @register("gumbel")
 class GumbelSoftmax:
-    """Gumbel-softmax (Jang et al., ICLR 2017; EoiNAS): w = softmax((alpha + G) / tau) over the
+    """Gumbel-softmax (Jang et al., ICLR 2017; EoiNAS): w = softmax((alpha + G) / T) over the
     available ops, G ~ Gumbel(0, 1) drawn from ``generator``, one sample per forward shared
-    by all cells.  Without a generator (evaluation, criteria) it is softmax(alpha / tau).
+    by all cells.  Without a generator (evaluation, criteria) it is softmax(alpha / T).
     The last sample is kept in ``last_sample`` (EoiNAS counts which op it favoured)."""
 
     name = "gumbel"
 
-    def __init__(self, tau: float = 1.0):
-        self.tau = tau
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
         self.generator: torch.Generator | None = None
         self.last_sample: torch.Tensor | None = None
 
     def __call__(self, alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits = alpha
         if self.generator is not None:
-            uniform = torch.rand(alpha.shape, generator=self.generator, device=alpha.device, dtype=alpha.dtype)
+            uniform = torch.rand(alpha.shape, generator=self.generator, device=alpha.device,
+                                 dtype=alpha.dtype)
             logits = alpha - torch.log(-torch.log(uniform.clamp_min(1e-20)))
-        weights = torch.softmax((logits / self.tau).masked_fill(~mask, float("-inf")), dim=-1)
+        weights = torch.softmax((logits / self.temperature).masked_fill(~mask, float("-inf")), dim=-1)
         self.last_sample = weights.detach()
         return weights

@@ -27,7 +27,8 @@ from typing import Iterator
 
 import torch
 
-from bench.atomic import read_json, read_jsonl, rewrite_jsonl, append_jsonl, sha256_file, write_atomic, write_json
+from bench.atomic import (read_json, read_jsonl, rewrite_jsonl, append_jsonl, sha256_file, write_atomic,
+                          write_json)
 from bench.config import SearchConfig
 from bench.errors import UserError
 from bench.paths import PROJECT_ROOT, results_dir
@@ -43,14 +44,15 @@ def run_id(cfg: SearchConfig, seed: int, profile: str) -> str:
 def _identity(config: dict) -> dict | None:
     """``SearchConfig.identity`` of a stored config (None if it no longer parses)."""
     try:
-        return SearchConfig(**config).identity()
+        return SearchConfig.from_dict(config).identity()
     except (TypeError, UserError):
         return None
 
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=5)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -70,7 +72,8 @@ class Run:
     def open(cls, path: str | Path) -> "Run":
         run = cls(path)
         if not (run.path / "config.json").exists():
-            raise UserError(f"{run.path} is not a run folder (no config.json); give results/<experiment>/<run-id>")
+            raise UserError(f"{run.path} is not a run folder (no config.json); "
+                            f"give results/<experiment>/<run-id>")
         run.config()  # a config.json of another shape is refused here, before anything reads the run
         return run
 
@@ -99,16 +102,17 @@ class Run:
         meta = read_json(self.config_file)
         if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) \
                 or not isinstance(meta.get("seed"), int) or isinstance(meta.get("seed"), bool):
-            raise UserError(f"{self.config_file} is not a run's config.json (it needs an object with 'config' and "
-                            f"an integer 'seed'); restore it from the run's copy or remove the run folder")
+            raise UserError(f"{self.config_file} is not a run's config.json (it needs an object with "
+                            f"'config' and an integer 'seed'); restore it from the run's copy or remove the "
+                            f"run folder")
         return meta
 
     def config(self) -> SearchConfig:
         try:
-            return SearchConfig(**self.meta()["config"])
+            return SearchConfig.from_dict(self.meta()["config"])
         except TypeError as err:
-            raise UserError(f"{self.config_file}: its 'config' does not describe a search ({err}); restore the "
-                            f"file or remove the run folder") from None
+            raise UserError(f"{self.config_file}: its 'config' does not describe a search ({err}); "
+                            f"restore the file or remove the run folder") from None
 
     def epochs(self) -> list[dict]:
         return read_jsonl(self.epochs_file, required=("epoch",))
@@ -129,8 +133,8 @@ class Run:
         must lie inside this run folder."""
         entry = record["checkpoint"]
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
-            raise UserError(f"{self.epochs_file}: the checkpoint entry of epoch {record['epoch']} is malformed; "
-                            f"restore the file")
+            raise UserError(f"{self.epochs_file}: the checkpoint entry of epoch {record['epoch']} "
+                            f"is malformed; restore the file")
         return self.inside(entry["file"])
 
     def inside(self, relative: str) -> Path:
@@ -138,8 +142,8 @@ class Run:
         root = self.path.resolve()
         path = (root / relative).resolve()
         if not path.is_relative_to(root) or Path(relative).is_absolute():
-            raise UserError(f"{self.epochs_file} names {relative!r}, a path outside the run folder {self.path}; "
-                            f"refused (restore epochs.jsonl from the run's own copy)")
+            raise UserError(f"{self.epochs_file} names {relative!r}, a path outside the run folder "
+                            f"{self.path}; refused (restore epochs.jsonl from the run's own copy)")
         return path
 
     def verified_checkpoint(self, epoch: int, map_location: torch.device | None = None) -> dict:
@@ -151,14 +155,15 @@ class Run:
         if not path.is_file():
             raise UserError(f"Checkpoint {path} of epoch {epoch} is missing; choose another epoch")
         if sha256_file(path) != entry["sha256"]:
-            raise UserError(f"Checkpoint {path} is not the one written at epoch {epoch} (SHA-256 differs from "
-                            f"epochs.jsonl); it was replaced or damaged. Restore it, or resume the search to "
-                            f"rewrite it")
+            raise UserError(f"Checkpoint {path} is not the one written at epoch {epoch} (SHA-256 differs "
+                            f"from epochs.jsonl); it was replaced or damaged. Restore it, or resume the "
+                            f"search to rewrite it")
         state = load_checkpoint(path, map_location)
         expected = {"seed": self.meta()["seed"], "config_digest": self._digest_of(record), "epoch": epoch}
         found = {key: state.get(key) for key in expected}
         if found != expected:
-            wrong = ", ".join(f"{k} {found[k]!r} (run: {expected[k]!r})" for k in expected if found[k] != expected[k])
+            wrong = ", ".join(f"{k} {found[k]!r} (run: {expected[k]!r})"
+                              for k in expected if found[k] != expected[k])
             raise UserError(f"Checkpoint {path} belongs to another run: {wrong}; restore this run's own file")
         return state
 
@@ -171,8 +176,8 @@ class Run:
         if "restarted_from" in record:
             source = Run(record["restarted_from"])
             if not source.config_file.exists():
-                raise UserError(f"Epoch {epoch} of {self.path} was copied from {source.path}, which is gone, and "
-                                f"its checkpoint cannot be verified; resume from a later epoch")
+                raise UserError(f"Epoch {epoch} of {self.path} was copied from {source.path}, which is gone, "
+                                f"and its checkpoint cannot be verified; resume from a later epoch")
             return source.config().digest()
         return self.config().digest()
 
@@ -182,8 +187,8 @@ class Run:
         if self.config_file.exists():
             old = self.meta()
             if _identity(old["config"]) != _identity(meta["config"]) or old["seed"] != meta["seed"]:
-                raise UserError(f"{self.path} holds a different run (its config.json differs); choose another "
-                                f"experiment name or remove the folder")
+                raise UserError(f"{self.path} holds a different run (its config.json differs); "
+                                f"choose another experiment name or remove the folder")
             return
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_file, meta)
@@ -195,9 +200,9 @@ class Run:
         meta = self.meta()
         recorded = meta.get("benchmark", {}).get("sha256")
         if benchmark_sha256 and recorded and recorded != benchmark_sha256:
-            raise UserError(f"The benchmark table changed since {self.path} was made (SHA-256 {benchmark_sha256[:12]} "
-                            f"vs {recorded[:12]} recorded from {meta['benchmark'].get('source')}); pass --benchmark "
-                            f"with the original table")
+            raise UserError(f"The benchmark table changed since {self.path} was made "
+                            f"(SHA-256 {benchmark_sha256[:12]} vs {recorded[:12]} recorded from "
+                            f"{meta['benchmark'].get('source')}); pass --benchmark with the original table")
         recorded = meta.get("data", {}).get("train_sha256")
         if train_sha256 and recorded and recorded != train_sha256:
             raise UserError(f"The CIFAR-10 training set changed since {self.path} was made (SHA-256 "
@@ -290,8 +295,8 @@ def is_locked(path: Path, name: str = ".lock") -> bool:
 
 def busy_error(path: Path) -> UserError:
     """The message for a run folder whose lock another live process holds."""
-    return UserError(f"{path} is being written by another process (see {Path(path) / '.lock'}); wait for it to "
-                     f"finish, or stop it, then rerun with --resume")
+    return UserError(f"{path} is being written by another process (see {Path(path) / '.lock'}); "
+                     f"wait for it to finish, or stop it, then rerun with --resume")
 
 
 def _numpy_globals() -> list:
@@ -314,7 +319,8 @@ def load_checkpoint(path: str | Path, map_location: torch.device | None = None) 
         raise UserError(f"Checkpoint {path} could not be read ({type(err).__name__}: {err}); it is corrupt. "
                         f"Delete it to resume from the one before.") from None
     if not isinstance(state, dict) or not {"model", "arch_state"} <= set(state):
-        raise UserError(f"Checkpoint {path} is not a supernet checkpoint of this harness (no model/arch_state)")
+        raise UserError(f"Checkpoint {path} is not a supernet checkpoint of this harness "
+                        f"(no model/arch_state)")
     return state
 
 

@@ -52,7 +52,7 @@ def build_supernet(cfg: SearchConfig, seed: int, device: torch.device, compile: 
         net = EnTranSupernet(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, affine=cfg.affine,
                              track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
                              engine_cells=cfg.engine_cells, dst=cfg.dst)
-        net.relaxation.temperature = cfg.entran_tau
+        net.relaxation.temperature = cfg.engine_temperature
     else:
         net = Supernet(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, affine=cfg.affine,
                        track_running_stats=cfg.track_running_stats, relaxation=cfg.relaxation,
@@ -369,7 +369,7 @@ def load_supernet(run: Run, epoch: int | None = None, device: torch.device | Non
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise UserError(f"Checkpoint of epoch {epoch} in {run.path} does not fit the run's supernet "
                         f"({type(err).__name__}); restore the run's own file") from None
-    method.restore(net, epoch, next((r for r in run.epochs() if r["epoch"] == epoch), None))  # e.g. EoiNAS's tau
+    method.restore(net, epoch, next((r for r in run.epochs() if r["epoch"] == epoch), None))  # e.g. EoiNAS's temperature
     return (net, state) if with_state else net
 
 

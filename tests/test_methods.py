@@ -1,4 +1,5 @@
 """Search methods that change training: fix-alpha, NAP, EoiNAS (smoke-size real runs)."""
+import dataclasses
 import os
 
 from conftest import ConvCalls
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import config, data, space
+from bench.errors import UserError
 from bench.runstore import Run
 from bench.search import build_supernet, run_search
 from bench.supernet import Supernet
@@ -125,11 +127,11 @@ def test_eoinas_prunes_one_op_per_edge_per_stage_and_resets_adam(tmp_path, tiny_
     method = EoiNAS(cfg)
     for r in records:
         method.restore(net, r["epoch"], r)
-        assert net.relaxation.tau == r["method"]["temperature"]
+        assert net.relaxation.temperature == r["method"]["temperature"]
         method.restore(net, r["epoch"], None)
-        assert net.relaxation.tau == pytest.approx(r["method"]["temperature"], rel=1e-12)
+        assert net.relaxation.temperature == pytest.approx(r["method"]["temperature"], rel=1e-12)
     method.restore(net, 0, None)
-    assert net.relaxation.tau == cfg.tau_start
+    assert net.relaxation.temperature == cfg.gumbel_temperature_start
     # resume after a kill at epoch 3 gives the same final state (indicator accumulators restored)
 
     class Kill(Exception):
@@ -380,3 +382,52 @@ def test_conv_roofline_replays_the_reference_steps_convolutions(step):
     assert flops == replayed + classifier
     roofline = perf.conv_roofline(calls, device, repeats=2)
     assert 0 < roofline < float("inf")
+
+
+def test_a_new_methods_options_leave_other_run_ids_alone():
+    """A method added later brings its options dataclass into SearchConfig; runs of other methods
+    (its knobs at their defaults) keep their ids, and the knob enters the identity once it is set."""
+    @dataclasses.dataclass(frozen=True)
+    class NewOptions:
+        new_knob: float = 1.0
+
+        @staticmethod
+        def check(cfg) -> None:
+            pass
+
+    @dataclasses.dataclass(frozen=True)
+    class Extended(config.SearchConfig, NewOptions):
+        pass
+
+    for method in ("darts", "nap", "eoinas"):
+        cfg = config.resolve("smoke", [], method)
+        extended = Extended(**cfg.to_dict())
+        assert extended.digest() == cfg.digest()
+        assert extended.replace(new_knob=2.0).digest() != cfg.digest()
+
+
+def test_renamed_fields_load_from_old_records_and_keep_run_ids(capsys):
+    cfg = config.resolve("smoke", ["gumbel_temperature_start=3", "engine_temperature=2"], "eoinas")
+    stored = cfg.to_dict()
+    new_to_old = {new: old for old, new in config.RENAMED.items()}
+    old = {new_to_old.get(k, k): v for k, v in stored.items()}  # as config.json was written before
+    assert "tau_start" in old and "gumbel_temperature_start" not in old
+    assert config.SearchConfig.from_dict(old) == cfg
+    assert "tau_start" in cfg.identity() and cfg.identity()["tau_start"] == 3.0  # hashed under the old name
+    assert config.resolve("smoke", ["tau_start=3", "entran_tau=2"], "eoinas") == cfg
+    err = capsys.readouterr().err
+    assert "tau_start is deprecated" in err and "gumbel_temperature_start" in err and "entran_tau" in err
+    assert config.resolve("smoke", ["tau_start=4"], "eoinas").digest() != cfg.digest()
+
+
+def test_each_method_owns_its_options():
+    from bench.methods import METHOD_OPTIONS, METHODS
+
+    names = [{f.name for f in dataclasses.fields(options)} for options in METHOD_OPTIONS]
+    assert {"lam", "gumbel_temperature_start", "warmup_epochs"} <= names[list(METHOD_OPTIONS).index(
+        METHODS["eoinas"].options)]
+    assert "engine_temperature" in {f.name for f in dataclasses.fields(METHODS["entrannas"].options)}
+    shared = {f.name for f in dataclasses.fields(config.TrainingConfig)}
+    assert all(not (shared & n) for n in names)  # a field belongs to the training recipe or to a method
+    with pytest.raises(UserError, match="engine_temperature"):
+        config.resolve("smoke", ["engine_temperature=0"], "entrannas")

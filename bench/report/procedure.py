@@ -23,7 +23,7 @@ SELECTION_FIELDS = ("valid_size", "allow_none")
 def identity(cfg: dict) -> dict:
     """``SearchConfig.identity`` of a stored config; the stored dict itself if it no longer parses."""
     try:
-        return config_mod.SearchConfig(**cfg).identity()
+        return config_mod.SearchConfig.from_dict(cfg).identity()
     except (TypeError, UserError):
         return dict(cfg)
 
