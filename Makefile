@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - builds .venv and CIFAR-10 (from $BENCH_SHARED_DATA or ../shared/data when present), runs the smoke search
-#   make test   - builds .venv and runs the test suite
+#   make test   - builds .venv, runs the linter (make lint) and then the test suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 SHARED ?= $(or $(BENCH_SHARED_DATA),../shared/data)
 
-.PHONY: venv data test test-slow soak demo perf clean
+.PHONY: venv data lint test test-slow soak demo perf clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ data/cifar-10-batches-py/test_batch:
 
 data: venv data/cifar-10-batches-py/test_batch
 
-test: venv data
+# ruff (pinned in requirements-dev.txt, configured in pyproject.toml): pyflakes' checks and lines over
+# 110 characters, in every Python file and notebook that git does not ignore
+lint: venv
+	$(PY) -m ruff check .
+
+# the lint runs first: a long line or an unused import fails the suite before pytest starts
+test: venv lint data
 	$(PY) -m pytest -q -m "not slow" tests
 
 test-slow: venv data
@@ -40,4 +46,4 @@ perf: venv
 	$(PY) -m bench perf
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -92,8 +92,8 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
         try:
             record = parse_json(line)
         except (UnicodeDecodeError, ValueError) as err:
-            raise UserError(f"{path} line {number} is corrupt ({type(err).__name__}); restore the file from a "
-                            f"copy or remove that line by hand (records after it are kept)") from None
+            raise UserError(f"{path} line {number} is corrupt ({type(err).__name__}); restore the file "
+                            f"from a copy or remove that line by hand (records after it are kept)") from None
         missing = [key for key in required if not isinstance(record, dict) or key not in record]
         if not isinstance(record, dict) or missing:
             raise UserError(f"{path} line {number} is not a record of this file (missing "
@@ -120,9 +120,9 @@ def append_jsonl(path: str | Path, record: dict) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as err:
-        raise UserError(f"Could not append to {path}: {err.strerror or err}. Free disk space or fix permissions, "
-                        f"then rerun; complete records already there are kept (a partial last line is "
-                        f"dropped on the next write).") from err
+        raise UserError(f"Could not append to {path}: {err.strerror or err}. Free disk space or fix "
+                        f"permissions, then rerun; complete records already there are kept (a partial "
+                        f"last line is dropped on the next write).") from err
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -51,8 +51,9 @@ def _experiment(text: str) -> str:
 
 
 def _add_benchmark_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--benchmark", metavar="FILE", help="ground truth: compact CSV/Parquet table, official .pth "
-                   "or NATS-Bench directory (default: $BENCH_BENCHMARK or ../shared/data/nas-bench-201/nb201_accuracy.csv)")
+    p.add_argument("--benchmark", metavar="FILE",
+                   help="ground truth: compact CSV/Parquet table, official .pth or NATS-Bench directory "
+                   "(default: $BENCH_BENCHMARK or ../shared/data/nas-bench-201/nb201_accuracy.csv)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench_p.add_subparsers(dest="action", required=True)
     convert = bench_sub.add_parser("convert", help="read any benchmark source once and write a compact table")
     convert.add_argument("--from", dest="source", required=True, metavar="FILE",
-                         help="official NAS-Bench-201 .pth, NATS-Bench topology directory, or a CSV/Parquet table")
+                         help="official NAS-Bench-201 .pth, NATS-Bench topology directory, "
+                         "or a CSV/Parquet table")
     convert.add_argument("--to", dest="target", required=True, metavar="FILE", help="output .parquet or .csv")
     show = bench_sub.add_parser("show", help="all metrics of one cell")
     show.add_argument("cell", help="NB201 string (quote it) or benchmark index")
@@ -81,45 +83,56 @@ def build_parser() -> argparse.ArgumentParser:
     tau = sub.add_parser("tau", help="Kendall-tau report of an op-score matrix against the ground truth")
     tau.add_argument("--scores", required=True, metavar="FILE", help="6 x 5 op-score matrix as JSON or CSV "
                      "(rows: edges 1<-0,2<-0,2<-1,3<-0,3<-1,3<-2; columns: none,skip,conv1x1,conv3x3,pool)")
-    tau.add_argument("--metrics", default=None, help="comma-separated metrics (default: the three test accuracies)")
+    tau.add_argument("--metrics", default=None,
+                     help="comma-separated metrics (default: the three test accuracies)")
     tau.add_argument("--out", metavar="CSV", help="where to write the report (default: <scores>.tau.csv)")
     tau.add_argument("--bootstrap", type=_count(0), default=0, metavar="N",
                      help="bootstrap N resamples of architectures for a 95%% interval of the arch-level tau")
     _add_benchmark_option(tau)
 
     search = sub.add_parser("search", help="train a supernet and derive the magnitude cell every epoch")
-    search.add_argument("--profile", default="smoke", help="paper, darts-pt, smoke, cpu or reference (default: smoke)")
-    search.add_argument("--method", default=None, help="darts (default), darts-fix-alpha, nap or eoinas; sets the "
+    search.add_argument("--profile", default="smoke",
+                        help="paper, darts-pt, smoke, cpu or reference (default: smoke)")
+    search.add_argument("--method", default=None,
+                        help="darts (default), darts-fix-alpha, nap or eoinas; sets the "
                         "method's defaults on top of the profile")
     search.add_argument("--seed", type=_seed, default=0, help="0 to 2**32 - 1 (default 0)")
     search.add_argument("--experiment", type=_experiment, default="default",
                         help="results/<experiment>/ holds the run (letters, digits, '.', '_', '-')")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config field (repeatable), e.g. --set epochs=10")
-    search.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    search.add_argument("--restart-from", metavar="RUN", help="start this (new) run from another run's last good "
+    search.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its last checkpoint")
+    search.add_argument("--restart-from", metavar="RUN",
+                        help="start this (new) run from another run's last good "
                         "checkpoint, e.g. with a lower --set w_lr after a NaN")
-    search.add_argument("--data-dir", help="folder with cifar-10-batches-py/ or cifar-10-python.tar.gz (default: data/)")
+    search.add_argument("--data-dir",
+                        help="folder with cifar-10-batches-py/ or cifar-10-python.tar.gz (default: data/)")
     search.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     search.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_benchmark_option(search)
 
     select = sub.add_parser("select", help="apply selection criteria to a run's checkpoints")
     select.add_argument("run", help="run folder results/<experiment>/<run-id>")
-    select.add_argument("--criteria", default="all", help="all (every one-shot criterion) or a comma list, e.g. "
+    select.add_argument("--criteria", default="all",
+                        help="all (every one-shot criterion) or a comma list, e.g. "
                         "magnitude,darts-pt,ostr,eoinas,random,darts-pt-proj")
     select.add_argument("--epochs", default="all", help="all, last, every:K or a comma list (default all)")
-    select.add_argument("--option", dest="options", action="append", default=[], metavar="CRITERION.KEY=VALUE",
+    select.add_argument("--option", dest="options", action="append", default=[],
+                        metavar="CRITERION.KEY=VALUE",
                         help="criterion option (repeatable), e.g. darts-pt.bn_mode=eval, ostr.variant=exact")
     select.add_argument("--valid-size", type=_count(0), default=None,
-                        help="validation images per evaluation, from the alpha half (0 = all of it; default: all "
-                        "of it for darts-pt-oneshot and darts-pt-proj, as DARTS-PT, 2000 for the others)")
-    select.add_argument("--exclude-none", action="store_true", help="never select 'none' (DARTS-space convention)")
+                        help="validation images per evaluation, from the alpha half (0 = all of it; "
+                        "default: all of it for darts-pt-oneshot and darts-pt-proj, as DARTS-PT, "
+                        "2000 for the others)")
+    select.add_argument("--exclude-none", action="store_true",
+                        help="never select 'none' (DARTS-space convention)")
     select.add_argument("--supernet-tau", type=_count(0), default=0, metavar="N",
                         help="also measure protocol 4 on a fixed sample of N cells per epoch (costly)")
     select.add_argument("--hessian", action="store_true",
-                        help="also log the collapse indicator: the dominant eigenvalue of the validation-loss "
-                        "Hessian w.r.t. alpha (RobustDARTS), on --valid-size images (default 512)")
+                        help="also log the collapse indicator: the dominant eigenvalue of the "
+                        "validation-loss Hessian w.r.t. alpha (RobustDARTS), on --valid-size images "
+                        "(default 512)")
     select.add_argument("--data-dir")
     select.add_argument("--device")
     select.add_argument("--quiet", action="store_true")
@@ -128,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a grid of searches (and selections) from a TOML spec")
     sweep.add_argument("spec", help="TOML spec, e.g. examples/smoke.toml")
     sweep.add_argument("--jobs", type=_count(1), default=1, help="jobs in parallel on this machine (loky)")
-    sweep.add_argument("--backend", default="loky", help="loky (this machine) or dask (a dask.distributed cluster)")
+    sweep.add_argument("--backend", default="loky",
+                       help="loky (this machine) or dask (a dask.distributed cluster)")
     sweep.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.1:8786")
     sweep.add_argument("--threads", type=_count(1), help="torch threads per job (default: cores / --jobs)")
     sweep.add_argument("--retry-failed", action="store_true", help="re-run only the jobs that failed")
@@ -142,10 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     show_run.add_argument("run", help="run folder results/<experiment>/<run-id>")
     _add_benchmark_option(show_run)
 
-    report = sub.add_parser("report", help="comparison table, Kendall-tau report and degeneration curves of an "
-                            "experiment")
+    report = sub.add_parser("report", help="comparison table, Kendall-tau report and degeneration curves "
+                            "of an experiment")
     report.add_argument("what", choices=["table", "tau", "curves", "all"],
-                        help="table (Markdown/LaTeX/CSV), tau (tables + figure), curves (figures) or all (+ index.md)")
+                        help="table (Markdown/LaTeX/CSV), tau (tables + figure), curves (figures) "
+                        "or all (+ index.md)")
     report.add_argument("experiment", help="experiment name (results/<EXP>) or its folder")
     report.add_argument("--out", metavar="DIR", help="where to write (default: results/<EXP>/report)")
     report.add_argument("--random-n", default="10,100,1000", metavar="N,N,...",
@@ -164,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="instead: time one whole DARTS search epoch per implementation at each of --sizes "
                            "(default cpu)")
     perf.add_argument("--steps", type=_count(1), default=None,
-                      help="with --methods: step pairs timed per epoch (default 5); with --epoch: cut the epoch "
-                           "to this many step pairs (default: all)")
+                      help="with --methods: step pairs timed per epoch (default 5); with --epoch: cut "
+                           "the epoch to this many step pairs (default: all)")
 
     demo = sub.add_parser("demo", help="build the data if needed, run the smoke profile, print the result")
     demo.add_argument("--seed", type=_seed, default=0, help="0 to 2**32 - 1 (default 0)")
@@ -184,8 +199,8 @@ def cmd_benchmark(args) -> int:
         if truth.origin.get("reused"):
             print(f"{args.target} already holds this source (same SHA-256); nothing to do")
             return 0
-        print(f"wrote {args.target}: {int((truth.index >= 0).sum())} cells, metrics {', '.join(truth.metric_names)}; "
-              f"source sha256 {truth.sha256[:16]}…")
+        print(f"wrote {args.target}: {int((truth.index >= 0).sum())} cells, "
+              f"metrics {', '.join(truth.metric_names)}; source sha256 {truth.sha256[:16]}…")
         return 0
     truth = benchmark.load_cached(args.benchmark)
     cell = _cell_argument(args.cell)
@@ -220,7 +235,8 @@ def cmd_tau(args) -> int:
     out = output_file(args.out or Path(args.scores).with_suffix(".tau.csv"), "--out", inputs=(args.scores,))
     scores = opscores.read_scores(args.scores)
     truth = benchmark.load_cached(args.benchmark)
-    names = args.metrics.split(",") if args.metrics else [m for m in benchmark.HEADLINE_METRICS if m in truth.metrics]
+    names = (args.metrics.split(",") if args.metrics
+             else [m for m in benchmark.HEADLINE_METRICS if m in truth.metrics])
     truths = {m: truth.metric(m) for m in names}
     rows = stats.rank_report(scores, truths)
     if args.bootstrap > 0:
@@ -259,7 +275,8 @@ def cmd_search(args) -> int:
     elif is_locked(run.path):  # before the interrupted-run check, which would misread a live run
         raise busy_error(run.path)
     elif run.epochs() and not args.resume and not args.restart_from:
-        raise UserError(f"{run.path} holds an interrupted run ({len(run.epochs())} epochs); pass --resume to continue it")
+        raise UserError(f"{run.path} holds an interrupted run ({len(run.epochs())} epochs); "
+                        f"pass --resume to continue it")
     else:
         experiment.search(args.profile, cfg, args.seed, args.experiment, args.data_dir, args.device,
                           resume=args.resume or bool(args.restart_from), progress=not args.quiet, run=run,
@@ -311,10 +328,14 @@ def print_run(run, benchmark: str | None = None) -> None:
         scored = score.score_epoch(r, truth)
         acc = scored.get("accuracies", {})
         tau = scored.get("tau_arch", {}).get("kendall_tau", float("nan"))
-        cost = cell_cost(scored["cell"]) if scored.get("cell") else {"params_m": float("nan"), "flops_m": float("nan")}
-        print(f"{r['epoch']:5d} {r['train_acc']:6.2f} {r['valid_acc']:6.2f} {acc.get('cifar10_test', float('nan')):6.2f} "
-              f"{acc.get('cifar100_test', float('nan')):6.2f} {acc.get('ImageNet16-120_test', float('nan')):6.2f} "
-              f"{scored.get('parameter_free_ops', -1):4d} {tau:7.4f} {cost['params_m']:6.3f} {cost['flops_m']:7.2f}  "
+        cost = (cell_cost(scored["cell"]) if scored.get("cell")
+                else {"params_m": float("nan"), "flops_m": float("nan")})
+        print(f"{r['epoch']:5d} {r['train_acc']:6.2f} {r['valid_acc']:6.2f} "
+              f"{acc.get('cifar10_test', float('nan')):6.2f} "
+              f"{acc.get('cifar100_test', float('nan')):6.2f} "
+              f"{acc.get('ImageNet16-120_test', float('nan')):6.2f} "
+              f"{scored.get('parameter_free_ops', -1):4d} {tau:7.4f} "
+              f"{cost['params_m']:6.3f} {cost['flops_m']:7.2f}  "
               f"{scored.get('cell', '')}")
     _print_method_cell(run, truth)
 
@@ -336,7 +357,8 @@ def _print_method_cell(run, truth) -> None:
     last = max(found, key=lambda r: r["epoch"])
     acc = last.get("accuracies", {})
     print(f"{method}'s cell ({criterion} at epoch {last['epoch']}): {last['cell']}  "
-          f"C10 {acc.get('cifar10_test', float('nan')):.2f}  C100 {acc.get('cifar100_test', float('nan')):.2f}  "
+          f"C10 {acc.get('cifar10_test', float('nan')):.2f}  "
+          f"C100 {acc.get('cifar100_test', float('nan')):.2f}  "
           f"IN16 {acc.get('ImageNet16-120_test', float('nan')):.2f}")
 
 
@@ -356,10 +378,12 @@ def cmd_select(args) -> int:
     check_supernet_tau(args.supernet_tau, "--supernet-tau")
     choose(args.device)
     written = select.apply(run, names, epochs, select.parse_options(args.options), args.valid_size,
-                           allow_none=not args.exclude_none, supernet_tau=args.supernet_tau, data_dir=args.data_dir,
-                           device=args.device, progress=not args.quiet, hessian=args.hessian)
+                           allow_none=not args.exclude_none, supernet_tau=args.supernet_tau,
+                           data_dir=args.data_dir, device=args.device, progress=not args.quiet,
+                           hessian=args.hessian)
     print(f"{len(written)} new selection record(s) in {run.path / 'selections.jsonl'}")
-    print(f"{'epoch':>5} {'criterion':14} {'C10':>6} {'C100':>6} {'IN16':>6} {'tau':>7} {'cost(ep)':>8}  cell")
+    print(f"{'epoch':>5} {'criterion':14} {'C10':>6} {'C100':>6} {'IN16':>6} {'tau':>7} "
+          f"{'cost(ep)':>8}  cell")
     for r in select.selections(run, ground_truth(args.benchmark)):
         if r["criterion"] in (select.SUPERNET, select.HESSIAN):
             if r["criterion"] == select.HESSIAN:
@@ -367,10 +391,12 @@ def cmd_select(args) -> int:
                       f"({r['hessian']['images']} images, {r['hessian']['hvps']} Hessian-vector products)")
             continue
         acc = r.get("accuracies", {})
-        tau = next((x["kendall_tau"] for x in r.get("rank", []) if x["protocol"] == "1-arch" and x["subset"] == "all"
-                    and x["metric"] == "cifar10_test"), float("nan"))
+        tau = next((x["kendall_tau"] for x in r.get("rank", [])
+                    if x["protocol"] == "1-arch" and x["subset"] == "all" and x["metric"] == "cifar10_test"),
+                   float("nan"))
         print(f"{r['epoch']:5d} {r['criterion']:14} {acc.get('cifar10_test', float('nan')):6.2f} "
-              f"{acc.get('cifar100_test', float('nan')):6.2f} {acc.get('ImageNet16-120_test', float('nan')):6.2f} "
+              f"{acc.get('cifar100_test', float('nan')):6.2f} "
+              f"{acc.get('ImageNet16-120_test', float('nan')):6.2f} "
               f"{tau:7.4f} {r['cost']['epoch_equivalents']:8.3f}  {r['cell']}")
     return 0
 
@@ -379,8 +405,8 @@ def cmd_sweep(args) -> int:
     from bench import sweep
 
     started = time.perf_counter()
-    results = sweep.run_sweep(args.spec, args.jobs, args.backend, args.scheduler, args.retry_failed, args.data_dir,
-                              progress=not args.quiet, threads=args.threads)
+    results = sweep.run_sweep(args.spec, args.jobs, args.backend, args.scheduler, args.retry_failed,
+                              args.data_dir, progress=not args.quiet, threads=args.threads)
     print(f"ran {len(results)} job(s) in {time.perf_counter() - started:.1f} s")
     _print_status(sweep.status_rows(args.spec))
     return 1 if any(r["status"] == "failed" for r in results) else 0
@@ -390,8 +416,8 @@ def _print_status(rows: list[dict]) -> None:
     from collections import Counter
 
     counts = Counter(r["state"] for r in rows)
-    print(", ".join(f"{k}: {counts.get(k, 0)}" for k in ("done", "running", "failed", "incomplete", "selecting",
-                                                          "pending")))
+    print(", ".join(f"{k}: {counts.get(k, 0)}"
+                    for k in ("done", "running", "failed", "incomplete", "selecting", "pending")))
     for r in rows:
         print(f"  {r['state']:10} {r['epochs']:>7} {r['elapsed_s']:9.1f} s  {r['run']}")
 
@@ -414,7 +440,8 @@ def cmd_report(args) -> int:
     try:
         ns = tuple(int(n) for n in args.random_n.split(",") if n.strip())
     except ValueError:
-        raise UserError(f"--random-n must be comma-separated integers, e.g. 10,100,1000; got {args.random_n!r}") from None
+        raise UserError(f"--random-n must be comma-separated integers, e.g. 10,100,1000; "
+                        f"got {args.random_n!r}") from None
     if any(n < 1 or n > 15625 for n in ns):
         raise UserError(f"--random-n values must be between 1 and 15625, got {args.random_n!r}")
     _check_report_paths(args.experiment, args.out)
@@ -507,7 +534,8 @@ def cmd_demo(args) -> int:
     scores = criteria.compute("magnitude", net, owned=True)
     truth = benchmark.load_cached()
     scored = score.score_matrix(scores, truth)
-    print(f"\nderived cell (magnitude, last epoch): {scored['cell']}  (benchmark index {scored['cell_index']})")
+    print(f"\nderived cell (magnitude, last epoch): {scored['cell']}  "
+          f"(benchmark index {scored['cell_index']})")
     for name, value in scored["accuracies"].items():
         print(f"  {name:24s} {value:6.2f} %")
     tau = score.arch_tau(scores, truth)
@@ -516,8 +544,8 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "select": cmd_select, "sweep": cmd_sweep,
-            "status": cmd_status, "show": cmd_show, "report": cmd_report,
+COMMANDS = {"benchmark": cmd_benchmark, "tau": cmd_tau, "search": cmd_search, "select": cmd_select,
+            "sweep": cmd_sweep, "status": cmd_status, "show": cmd_show, "report": cmd_report,
             "perf": cmd_perf, "demo": cmd_demo}
 
 
@@ -554,8 +582,8 @@ def _fail(args, message: str) -> int:
     return 2
 
 
-_PATH_ARGS = ("source", "target", "scores", "benchmark", "spec", "run", "experiment", "restart_from", "data_dir",
-              "out")
+_PATH_ARGS = ("source", "target", "scores", "benchmark", "spec", "run", "experiment", "restart_from",
+              "data_dir", "out")
 
 
 def _inputs(args) -> str:

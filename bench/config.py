@@ -122,11 +122,30 @@ FIRST_FIELDS = frozenset({
 
 _CHOICES = {"order": ("first", "second"), "precision": ("fp32", "bf16"),
             "step_order": ("weight-first", "alpha-first"),
-            "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"), "implementation": ("fast", "naive")}
-_POSITIVE = ("C", "N", "num_classes", "epochs", "batch_size", "weight_size", "alpha_size", "checkpoint_every",
-             "hessian_images")
-_NON_NEGATIVE = ("w_lr", "w_lr_min", "w_weight_decay", "grad_clip", "a_lr", "a_weight_decay", "a_eps", "w_momentum",
-                 "hessian_every")
+            "relaxation": ("softmax", "sigmoid", "identity", "relu", "gumbel"),
+            "implementation": ("fast", "naive")}
+_POSITIVE = (
+    "C",
+    "N",
+    "num_classes",
+    "epochs",
+    "batch_size",
+    "weight_size",
+    "alpha_size",
+    "checkpoint_every",
+    "hessian_images",
+)
+_NON_NEGATIVE = (
+    "w_lr",
+    "w_lr_min",
+    "w_weight_decay",
+    "grad_clip",
+    "a_lr",
+    "a_weight_decay",
+    "a_eps",
+    "w_momentum",
+    "hessian_every",
+)
 
 
 SEED_MAX = 2**32 - 1
@@ -159,13 +178,17 @@ def validate(cfg: SearchConfig) -> None:
         if kind == "float" and not math.isfinite(value):
             raise UserError(f"Config field {f.name!r} = {value!r} must be a finite number")
     if cfg.num_classes != NUM_CLASSES:
-        raise UserError(f"Config field 'num_classes' = {cfg.num_classes} must be {NUM_CLASSES}: the search "
-                        f"data is CIFAR-10")
+        raise UserError(
+            f"Config field 'num_classes' = {cfg.num_classes} must be {NUM_CLASSES}: the search "
+            f"data is CIFAR-10"
+        )
     if cfg.method not in METHODS:
         raise UserError(f"Config field 'method' = {cfg.method!r} must be one of {', '.join(METHODS)}")
     for name, allowed in _CHOICES.items():
         if getattr(cfg, name) not in allowed:
-            raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be one of {', '.join(allowed)}")
+            raise UserError(
+                f"Config field {name!r} = {getattr(cfg, name)!r} must be one of {', '.join(allowed)}"
+            )
     for name in _POSITIVE:
         if getattr(cfg, name) <= 0:
             raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be a positive integer")
@@ -174,8 +197,10 @@ def validate(cfg: SearchConfig) -> None:
         if not value >= 0:  # catches NaN too
             raise UserError(f"Config field {name!r} = {value!r} must be a number >= 0")
     if cfg.weight_size + cfg.alpha_size > 50000:
-        raise UserError(f"weight_size + alpha_size = {cfg.weight_size + cfg.alpha_size} exceeds the 50,000 CIFAR-10 "
-                        f"training images")
+        raise UserError(
+            f"weight_size + alpha_size = {cfg.weight_size + cfg.alpha_size} exceeds the 50,000 CIFAR-10 "
+            f"training images"
+        )
     if not 0 <= cfg.a_beta1 < 1 or not 0 <= cfg.a_beta2 < 1 or not 0 <= cfg.w_momentum < 1:
         raise UserError("a_beta1, a_beta2 and w_momentum must lie in [0, 1)")
     if cfg.order == "second" and cfg.method != "darts":
@@ -188,12 +213,21 @@ def validate(cfg: SearchConfig) -> None:
 
 PROFILES: dict[str, SearchConfig] = {
     "paper": SearchConfig(),
-    "darts-pt": SearchConfig(epochs=100, w_nesterov=False, w_weight_decay=3e-4, step_order="alpha-first",
-                             checkpoint_every=20),
+    "darts-pt": SearchConfig(
+        epochs=100, w_nesterov=False, w_weight_decay=3e-4, step_order="alpha-first", checkpoint_every=20
+    ),
     "smoke": SearchConfig(C=4, N=1, epochs=3, batch_size=64, weight_size=512, alpha_size=512),
     "cpu": SearchConfig(C=8, N=2, epochs=25, batch_size=64, weight_size=20000, alpha_size=20000),
-    "reference": SearchConfig(C=8, N=1, epochs=40, batch_size=64, weight_size=10000, alpha_size=10000,
-                              track_running_stats=False, checkpoint_every=5),
+    "reference": SearchConfig(
+        C=8,
+        N=1,
+        epochs=40,
+        batch_size=64,
+        weight_size=10000,
+        alpha_size=10000,
+        track_running_stats=False,
+        checkpoint_every=5,
+    ),
 }
 
 
@@ -224,7 +258,10 @@ def parse_override(text: str, base: SearchConfig) -> tuple[str, object]:
         key = RENAMED[key]
     names = {f.name: field_kind(f) for f in fields(base)}
     if not sep or key not in names or key == "extra":
-        raise UserError(f"Override {text!r} must be key=value with key one of: {', '.join(n for n in names if n != 'extra')}")
+        raise UserError(
+            f"Override {text!r} must be key=value with key one of: "
+            f"{', '.join(n for n in names if n != 'extra')}"
+        )
     kind = names[key]
     raw = raw.strip()
     try:

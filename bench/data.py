@@ -35,7 +35,8 @@ SOURCE = "CIFAR-10 training batches (cifar-10-batches-py/data_batch_1..5)"
 
 def _how_to_get(root: Path) -> str:
     builder = cifar_builder()
-    local = f" On this workplace: `python {builder} --out {root}` (or `make data`)." if builder.exists() else ""
+    local = (f" On this workplace: `python {builder} --out {root}` (or `make data`)." if builder.exists()
+             else "")
     return (f"Put the official CIFAR-10 python version (https://www.cs.toronto.edu/~kriz/{TARBALL}) "
             f"into {root}, as the tarball or unpacked as {root / 'cifar-10-batches-py'}.{local}")
 
@@ -52,7 +53,8 @@ def locate(root: str | Path) -> Path:
             with tarfile.open(tarball, "r:gz") as archive:
                 archive.extractall(root, filter="data")
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise UserError(f"{tarball} is corrupt or truncated ({err}). Download it again. {_how_to_get(root)}") from None
+            raise UserError(f"{tarball} is corrupt or truncated ({err}). Download it again. "
+                            f"{_how_to_get(root)}") from None
         return root / "cifar-10-batches-py"
     raise UserError(f"CIFAR-10 not found under {root}. {_how_to_get(root)}")
 
@@ -69,8 +71,8 @@ def _read_batch(path: Path, root: Path) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"CIFAR-10 file {path} is corrupt or truncated ({type(err).__name__}: {err}). "
                         f"{_how_to_get(root)}") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise UserError(f"CIFAR-10 file {path} has data of shape {data.shape} and {len(labels)} labels; expected "
-                        f"N x 3072 and N labels. {_how_to_get(root)}")
+        raise UserError(f"CIFAR-10 file {path} has data of shape {data.shape} and {len(labels)} labels; "
+                        f"expected N x 3072 and N labels. {_how_to_get(root)}")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise UserError(f"CIFAR-10 file {path} has labels outside 0..9. {_how_to_get(root)}")
     return data.reshape(-1, 3, 32, 32), labels
@@ -95,7 +97,8 @@ def split_indices(n: int, weight_size: int, alpha_size: int, seed: int) -> tuple
     At paper size (25k/25k) this is a seeded random halving of the 50k train set (the
     reference uses a fixed index file; darts-pt the contiguous halves)."""
     if weight_size + alpha_size > n or min(weight_size, alpha_size) <= 0:
-        raise UserError(f"weight ({weight_size}) + alpha ({alpha_size}) subset sizes must be positive and at most {n}")
+        raise UserError(f"weight ({weight_size}) + alpha ({alpha_size}) subset sizes must be positive "
+                        f"and at most {n}")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[:weight_size]), np.sort(order[weight_size:weight_size + alpha_size])
 
@@ -180,8 +183,9 @@ class SearchData:
     """SHA-256 of the decoded 50k training images and labels (the same for tarball and folder)."""
 
 
-def load_search_data(root: str | Path, device: torch.device, weight_size: int = 25000, alpha_size: int = 25000,
-                     split_seed: int = 0, with_test: bool = False, test_size: int | None = None) -> SearchData:
+def load_search_data(root: str | Path, device: torch.device, weight_size: int = 25000,
+                     alpha_size: int = 25000, split_seed: int = 0, with_test: bool = False,
+                     test_size: int | None = None) -> SearchData:
     images, labels = read_cifar10(root, "train")
     digest = hashlib.sha256(images.tobytes())
     digest.update(labels.tobytes())
@@ -192,5 +196,6 @@ def load_search_data(root: str | Path, device: torch.device, weight_size: int = 
         if test_size is not None:
             t_images, t_labels = t_images[:test_size], t_labels[:test_size]
         test = to_device(t_images, t_labels, device)
-    return SearchData(to_device(images[w_idx], labels[w_idx], device), to_device(images[a_idx], labels[a_idx], device),
+    return SearchData(to_device(images[w_idx], labels[w_idx], device),
+                      to_device(images[a_idx], labels[a_idx], device),
                       test, w_idx, a_idx, digest.hexdigest())

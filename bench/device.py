@@ -62,7 +62,8 @@ class Layout:
     @property
     def name(self) -> str:
         fmt = "channels_last" if self.memory_format == torch.channels_last else "NCHW"
-        return f"{fmt}, {'fused' if self.fuse_convs else 'separate'} node convs{', compiled' if self.compile else ''}"
+        return (f"{fmt}, {'fused' if self.fuse_convs else 'separate'} node convs"
+                f"{', compiled' if self.compile else ''}")
 
 
 def supernet_layout(device: torch.device, channels: int) -> Layout:
@@ -96,7 +97,8 @@ def supernet_layout(device: torch.device, channels: int) -> Layout:
     if requested:
         memory_format = _FORMATS[requested]
     else:
-        memory_format = torch.channels_last if device.type == "cuda" or channels >= 16 else torch.contiguous_format
+        memory_format = (torch.channels_last if device.type == "cuda" or channels >= 16
+                         else torch.contiguous_format)
     fuse = os.environ.get("BENCH_FUSE_CONVS")
     if fuse not in (None, "", "0", "1"):
         raise UserError(f"BENCH_FUSE_CONVS must be 0 or 1, not {fuse!r}")

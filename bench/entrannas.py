@@ -45,7 +45,9 @@ class SharedCell(nn.Module):
     def conv(self, node: int, op: int) -> ConvBN:
         return (self.nor_conv_1x1 if op == CONV1 else self.nor_conv_3x3)[node]
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None, active: Sequence[Sequence[int]]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor | None, active: Sequence[Sequence[int]]
+    ) -> torch.Tensor:
         """``weights`` (engine) or None (transit: unweighted sum); ``active[e]``: ops computed on edge e."""
         nodes = [x]
         outputs: dict[tuple[int, int], torch.Tensor] = {}
@@ -99,9 +101,17 @@ class EnTranSupernet(Supernet):
     cell_class = SharedCell
     stacks_weights = False  # its own logits (engine and transit cells) takes one (6 x 5) at a time
 
-    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, affine: bool = False,
-                 track_running_stats: bool = True, relaxation="softmax", engine_cells: str = "stage-first",
-                 dst: bool = True):
+    def __init__(
+        self,
+        C: int = 16,
+        N: int = 5,
+        num_classes: int = 10,
+        affine: bool = False,
+        track_running_stats: bool = True,
+        relaxation="softmax",
+        engine_cells: str = "stage-first",
+        dst: bool = True,
+    ):
         super().__init__(C, N, num_classes, affine, track_running_stats, relaxation, implementation="fast")
         self.node_beta = nn.Parameter(torch.zeros(3))
         self.dst = dst
@@ -146,8 +156,9 @@ class EnTranSupernet(Supernet):
                 chosen[e, op] = True
         return chosen
 
-    def logits(self, x: torch.Tensor, weights: torch.Tensor | None = None,
-               compute_mask: np.ndarray | None = None) -> torch.Tensor:
+    def logits(
+        self, x: torch.Tensor, weights: torch.Tensor | None = None, compute_mask: np.ndarray | None = None
+    ) -> torch.Tensor:
         current = self.arch_weights()
         engine = current if weights is None else weights
         chosen = self.selection(current)
@@ -171,8 +182,10 @@ class EnTranSupernet(Supernet):
         with torch.no_grad():
             w = self.arch_weights().cpu().numpy()
         chosen = self.selection(torch.from_numpy(w))
-        cell = tuple(int(np.argmax(np.where(chosen[e], w[e], -np.inf))) if chosen[e].any() else 0
-                     for e in range(space.NUM_EDGES))
+        cell = tuple(
+            int(np.argmax(np.where(chosen[e], w[e], -np.inf))) if chosen[e].any() else 0
+            for e in range(space.NUM_EDGES)
+        )
         return cell, int((chosen.sum(axis=1) > 1).sum())
 
     @staticmethod

@@ -27,7 +27,8 @@ class Evaluation:
     images: int
 
 
-def fixed_batches(data: DeviceDataset, size: int | None, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def fixed_batches(data: DeviceDataset, size: int | None,
+                  batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The first ``size`` images (all if None) of ``data``, normalised, in fixed batches.
 
     Built once and reused, so every masked evaluation of a criterion sees the same images."""
@@ -76,13 +77,15 @@ def evaluate_each(net, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], mod
     for start in range(0, len(weights), together):
         stack = torch.stack(list(weights[start:start + together]))
         masks = compute_masks[start:start + together]
-        mask = None if any(m is None for m in masks) else np.logical_or.reduce([np.asarray(m, bool) for m in masks])
+        mask = (None if any(m is None for m in masks)
+                else np.logical_or.reduce([np.asarray(m, bool) for m in masks]))
         results += _evaluations(net, batches, mode, stack, mask, copies=len(stack))
     return results
 
 
 def _evaluations(net, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], mode: str,
-                 weights: torch.Tensor | None, compute_mask: np.ndarray | None, copies: int) -> list[Evaluation]:
+                 weights: torch.Tensor | None, compute_mask: np.ndarray | None,
+                 copies: int) -> list[Evaluation]:
     """One evaluation per copy: ``copies`` = 1 is a plain forward per batch; more is the batch
     repeated with a stack of ``copies`` mixing weights (``Supernet._stacked_logits``).  Each
     copy's loss is summed per batch as a forward of it alone would be."""
@@ -94,6 +97,8 @@ def _evaluations(net, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], mode
             inputs = x if copies == 1 else x.repeat(copies, 1, 1, 1)
             logits = net(inputs, weights=weights, compute_mask=compute_mask).view(copies, len(y), -1)
             correct += (logits.argmax(2) == y).sum(1).double().cpu()
-            total_loss += torch.stack([F.cross_entropy(part, y, reduction="sum") for part in logits]).double().cpu()
+            total_loss += torch.stack([F.cross_entropy(part, y, reduction="sum")
+                                       for part in logits]).double().cpu()
             images += len(y)
-    return [Evaluation(100.0 * float(c) / images, float(s) / images, images) for c, s in zip(correct, total_loss)]
+    return [Evaluation(100.0 * float(c) / images, float(s) / images, images)
+            for c, s in zip(correct, total_loss)]

@@ -22,14 +22,26 @@ from bench.supernet import Supernet
 def magnitude_description(net: Supernet) -> dict:
     """Per-epoch annotation: the magnitude cell (argmax alpha per edge, ``none`` allowed).
     Its accuracies and tau are computed at read time (``bench.score.score_epoch``)."""
-    cell = score.derived_cell(score.magnitude_scores(net.alpha.detach().cpu().numpy(), net.op_mask.cpu().numpy()))
+    cell = score.derived_cell(
+        score.magnitude_scores(net.alpha.detach().cpu().numpy(), net.op_mask.cpu().numpy())
+    )
     return {"cell": space.to_string(cell)}
 
 
-def search(profile: str, cfg: SearchConfig, seed: int, experiment: str = "default", data_dir: str | Path | None = None,
-           device: str | None = None, resume: bool = True,
-           progress: bool = True, hooks=None, run: Run | None = None, lock: bool = True,
-           restart_from: str | Path | None = None) -> Run:
+def search(
+    profile: str,
+    cfg: SearchConfig,
+    seed: int,
+    experiment: str = "default",
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    hooks=None,
+    run: Run | None = None,
+    lock: bool = True,
+    restart_from: str | Path | None = None,
+) -> Run:
     """Run (or resume, or skip if complete) one search; returns its run folder.
 
     Holds the run folder's lock (``bench.runstore.run_lock``) unless ``lock=False`` (the
@@ -70,8 +82,9 @@ def seed_from_checkpoint(run: Run, source: Run) -> None:
             run.log_epoch({**record, "restarted_from": str(source.path), "origin_digest": digest})
 
 
-def _search(profile, cfg, seed, experiment, data_dir, device, resume, progress, hooks, run,
-            restart_from=None) -> Run:
+def _search(
+    profile, cfg, seed, experiment, data_dir, device, resume, progress, hooks, run, restart_from=None
+) -> Run:
     if restart_from is not None and not run.epochs():
         seed_from_checkpoint(run, Run.open(restart_from))
         resume = True
@@ -81,19 +94,46 @@ def _search(profile, cfg, seed, experiment, data_dir, device, resume, progress, 
     run.check_inputs(train_sha256=data.train_sha256)
     restarted_from = next((r["restarted_from"] for r in run.epochs() if "restarted_from" in r), None)
     origin = {"restarted_from": restarted_from} if restarted_from else {}  # the seeded records say where from
-    run.start({**origin, "config": cfg.to_dict(), "seed": seed, "profile": profile, "experiment": experiment,
-               "device": str(dev),
-               "data": {"source": data_mod.SOURCE, "weight_size": cfg.weight_size, "alpha_size": cfg.alpha_size,
-                        "train_sha256": data.train_sha256},
-               "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment()})
+    run.start(
+        {
+            **origin,
+            "config": cfg.to_dict(),
+            "seed": seed,
+            "profile": profile,
+            "experiment": experiment,
+            "device": str(dev),
+            "data": {
+                "source": data_mod.SOURCE,
+                "weight_size": cfg.weight_size,
+                "alpha_size": cfg.alpha_size,
+                "train_sha256": data.train_sha256,
+            },
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **environment(),
+        }
+    )
     try:
-        net = run_search(cfg, seed, run, data, dev, describe_epoch=magnitude_description, hooks=hooks,
-                         progress=progress, resume=resume)
+        net = run_search(
+            cfg,
+            seed,
+            run,
+            data,
+            dev,
+            describe_epoch=magnitude_description,
+            hooks=hooks,
+            progress=progress,
+            resume=resume,
+        )
     except BaseException as err:
         if not isinstance(err, KeyboardInterrupt):
             run.mark_failed(err)
         raise
     final = run.epochs()[-1]
-    run.mark_done({"cell": final.get("cell"), "epochs": cfg.epochs,
-                   "alpha_finite": bool(np.isfinite(net.alpha.detach().cpu().numpy()).all())})
+    run.mark_done(
+        {
+            "cell": final.get("cell"),
+            "epochs": cfg.epochs,
+            "alpha_finite": bool(np.isfinite(net.alpha.detach().cpu().numpy()).all()),
+        }
+    )
     return run

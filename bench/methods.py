@@ -288,9 +288,18 @@ class EoiNAS(Method):
         0, wd 3e-4, Adam 6e-4, the official code's indicator; smaller profiles keep the proportions."""
         epochs = {"paper": 100, "darts-pt": 100}.get(profile, max(base.epochs, 5))
         warmup = epochs // 5
-        return {"relaxation": "gumbel", "epochs": epochs, "warmup_epochs": warmup,
-                "prune_every": max(1, (epochs - warmup) // 4), "skip_dropout": 0.1, "a_lr": 6e-4, "w_lr_min": 0.0,
-                "w_weight_decay": 3e-4, "w_nesterov": False, "eoi_variant": "code"}
+        return {
+            "relaxation": "gumbel",
+            "epochs": epochs,
+            "warmup_epochs": warmup,
+            "prune_every": max(1, (epochs - warmup) // 4),
+            "skip_dropout": 0.1,
+            "a_lr": 6e-4,
+            "w_lr_min": 0.0,
+            "w_weight_decay": 3e-4,
+            "w_nesterov": False,
+            "eoi_variant": "code",
+        }
 
     def __init__(self, cfg: SearchConfig, seed: int = 0):
         super().__init__(cfg, seed)
@@ -310,7 +319,9 @@ class EoiNAS(Method):
     def temperature(self, epoch: int) -> float:
         """Gumbel-softmax temperature of (0-based) ``epoch``: T0 in warm-up, then
         T0 * decay^(epoch - warmup)."""
-        return self.cfg.gumbel_temperature_start * self.cfg.gumbel_temperature_decay ** max(epoch - self.cfg.warmup_epochs, 0)
+        return self.cfg.gumbel_temperature_start * self.cfg.gumbel_temperature_decay ** max(
+            epoch - self.cfg.warmup_epochs, 0
+        )
 
     def start_epoch(self, net: Supernet, epoch: int) -> dict:
         temperature = self.temperature(epoch)
@@ -342,7 +353,9 @@ class EoiNAS(Method):
     def restore(self, net: Supernet, epoch: int, record: dict | None) -> None:
         """The temperature the checkpoint was trained with: the epoch record's, else the schedule's."""
         recorded = (record or {}).get("method", {}).get("temperature")
-        net.relaxation.temperature = float(recorded) if recorded is not None else self.temperature(max(epoch - 1, 0))
+        net.relaxation.temperature = (
+            float(recorded) if recorded is not None else self.temperature(max(epoch - 1, 0))
+        )
 
     def _favoured(self, net: Supernet) -> np.ndarray:
         return net.relaxation.last_sample.argmax(dim=1).cpu().numpy()
@@ -384,8 +397,12 @@ class EoiNAS(Method):
     def end_epoch(self, net: Supernet, epoch: int) -> tuple[dict, bool]:
         net.relaxation.generator = None  # logged and checkpointed: the deterministic softmax(alpha / T)
         ind = self.indicator(net)
-        record = {"indicator": ind.tolist(), "accuracy": self.acc.tolist(), "samples": self.count.tolist(),
-                  "pruned": []}
+        record = {
+            "indicator": ind.tolist(),
+            "accuracy": self.acc.tolist(),
+            "samples": self.count.tolist(),
+            "pruned": [],
+        }
         if epoch + 1 in self.prune_epochs():
             last = epoch + 1 == self.prune_epochs()[-1]
             events = _prune_weakest(net, self.strength(net), drop_none_last=last and self.cfg.drop_none_last)
@@ -430,7 +447,7 @@ def _softmax_rows(net: Supernet) -> np.ndarray:
 @dataclass(frozen=True)
 class EnTranNASOptions:
     engine_cells: str = "stage-first"  # stage-first (first cell of each stage) or first (cell 0 only)
-    dst: bool = True                # differentiable sparsification with node thresholds
+    dst: bool = True  # differentiable sparsification with node thresholds
     engine_temperature: float = 1.0  # engine softmax temperature
 
     @staticmethod
@@ -472,9 +489,13 @@ class EnTranNAS(Method):
         with torch.no_grad():
             weights = net.arch_weights().cpu().tolist()
             thresholds = torch.sigmoid(net.node_beta).cpu().tolist()
-        return {"engine_weights": weights, "thresholds": thresholds, "multi_op_edges": multi,
-                "multi_op_step_fraction": self.multi_op_steps / max(self.steps, 1),
-                "derived": space.to_string(cell)}, False
+        return {
+            "engine_weights": weights,
+            "thresholds": thresholds,
+            "multi_op_edges": multi,
+            "multi_op_step_fraction": self.multi_op_steps / max(self.steps, 1),
+            "derived": space.to_string(cell),
+        }, False
 
     def scores(self, net: Supernet) -> np.ndarray:
         cell, _ = net.derived_cell()

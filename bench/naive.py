@@ -28,7 +28,8 @@ def _naive_edge(edge, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def naive_cell_forward(cell, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     nodes = [x]
     for to in (1, 2, 3):
-        inter = [_naive_edge(cell.edges[e], nodes[i], weights[e]) for e, (j, i) in enumerate(space.EDGES) if j == to]
+        inter = [_naive_edge(cell.edges[e], nodes[i], weights[e])
+                 for e, (j, i) in enumerate(space.EDGES) if j == to]
         nodes.append(sum(inter))
     return nodes[3]
 

@@ -25,11 +25,13 @@ _FORM = ("a 6 x 5 matrix: rows = edges " + ", ".join(EDGE_NAMES) + "; columns = 
 
 def _as_matrix(rows: object, source: str) -> np.ndarray:
     if not isinstance(rows, list) or len(rows) != space.NUM_EDGES:
-        raise UserError(f"{source}: expected {_FORM}; got {len(rows) if isinstance(rows, list) else type(rows).__name__} rows")
+        raise UserError(f"{source}: expected {_FORM}; "
+                        f"got {len(rows) if isinstance(rows, list) else type(rows).__name__} rows")
     out = np.empty((space.NUM_EDGES, space.NUM_OPS))
     for e, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != space.NUM_OPS:
-            raise UserError(f"{source}: row {e} ({EDGE_NAMES[e]}) must hold 5 numbers, got {row!r}; expected {_FORM}")
+            raise UserError(f"{source}: row {e} ({EDGE_NAMES[e]}) must hold 5 numbers, got {row!r}; "
+                            f"expected {_FORM}")
         for o, value in enumerate(row):
             if value is None or (isinstance(value, str) and value.strip().lower() in ("", "nan", "null")):
                 out[e, o] = math.nan
@@ -39,7 +41,8 @@ def _as_matrix(rows: object, source: str) -> np.ndarray:
             try:
                 out[e, o] = float(value)
             except (TypeError, ValueError):
-                raise UserError(f"{source}: entry [{e}][{o}] = {value!r} is not a number; expected {_FORM}") from None
+                raise UserError(f"{source}: entry [{e}][{o}] = {value!r} is not a number; "
+                                f"expected {_FORM}") from None
             if math.isinf(out[e, o]):
                 raise UserError(f"{source}: entry [{e}][{o}] is infinite; use null/NaN for an unavailable op")
     if np.isnan(out).all(axis=1).any():
@@ -82,7 +85,8 @@ def write_scores(path: str | Path, scores: np.ndarray) -> None:
 
 
 def to_jsonable(scores: np.ndarray) -> list[list[float | None]]:
-    return [[None if math.isnan(v) else float(v) for v in row] for row in np.asarray(scores, dtype=np.float64)]
+    return [[None if math.isnan(v) else float(v) for v in row]
+            for row in np.asarray(scores, dtype=np.float64)]
 
 
 def from_jsonable(rows: list[list[float | None]]) -> np.ndarray:

@@ -5,8 +5,8 @@ For each size (the paper's C=16, N=5 and the ``cpu`` profile's) and implementati
 search runs it, and under bf16 autocast), it times the weight step and the
 alpha step (median and min of ``repeats`` steps after warm-up, each step kind in a fresh
 process) on random CIFAR-shaped batches, counts the convolution and matmul FLOPs of the
-reference step with ``torch.utils.flop_counter`` (``reference_step``), and reports images/s, GFLOP/s, the fraction of an
-fp32 conv roofline measured by the same script on the same machine,
+reference step with ``torch.utils.flop_counter`` (``reference_step``), and reports images/s, GFLOP/s,
+the fraction of an fp32 conv roofline measured by the same script on the same machine,
 the step's peak memory growth and the ratio to the naive implementation.  The roofline
 (``conv_roofline``) is per size and step kind: the reference step's own convolution calls,
 each timed alone in its faster layout, in fp32 (bf16 rows: in bf16).  Ratios are
@@ -57,7 +57,8 @@ def conv3x3_best(device: torch.device, batch: int = 64, repeats: int = 10) -> fl
         for layout in (torch.contiguous_format, torch.channels_last):
             x = torch.randn(batch, channels, side, side, device=device).contiguous(memory_format=layout)
             x.requires_grad_(True)
-            conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device, memory_format=layout)
+            conv = torch.nn.Conv2d(channels, channels, 3, padding=1,
+                                   bias=False).to(device, memory_format=layout)
             flops = 3 * 2 * batch * channels * channels * 9 * side * side  # forward + two backward convs
             seconds = _time(lambda: conv(x).sum().backward(), device, repeats)[0]
             best = max(best, flops / seconds / 1e9)
@@ -84,7 +85,8 @@ class _ConvCalls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _replay(key: tuple, device: torch.device, layout: torch.memory_format, dtype: torch.dtype = torch.float32):
+def _replay(key: tuple, device: torch.device, layout: torch.memory_format,
+            dtype: torch.dtype = torch.float32):
     """A closure making one recorded convolution call alone, on random tensors of its shapes
     (4-D ones in ``layout``) and ``dtype``."""
     func, args = key
@@ -128,7 +130,8 @@ def conv_roofline(calls: dict[tuple, int], device: torch.device, repeats: int = 
     flops = seconds = 0.0
     with torch.no_grad():
         for key, count in calls.items():
-            runs = {layout: _replay(key, device, layout, dtype) for layout in (torch.contiguous_format, torch.channels_last)}
+            runs = {layout: _replay(key, device, layout, dtype)
+                    for layout in (torch.contiguous_format, torch.channels_last)}
             seconds += count * min(_time(run, device, repeats)[0] for run in runs.values())
             flops += count * _count_flops(runs[torch.contiguous_format])
     return flops / seconds / 1e9
@@ -180,7 +183,8 @@ def _random_search_data(weight: int, alpha: int, device: torch.device, rng: np.r
     from bench import data as data_mod
 
     def fake(n: int):
-        return data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), device)
+        return data_mod.to_device(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+                                  rng.integers(0, 10, n), device)
 
     return data_mod.SearchData(fake(weight), fake(alpha), None, np.arange(weight), np.arange(alpha))
 
@@ -205,8 +209,8 @@ def time_step(size: str, implementation: str, step: str, device: torch.device, r
     median, best = _time(fn, device, repeats)
     peak = device_mod.peak_memory_mb(device) - start_mb
     gflops = flops / median / 1e9
-    return Timing(implementation, size, step, median, best, cfg.batch_size / median, gflops, 100 * gflops / roofline,
-                  peak, first)
+    return Timing(implementation, size, step, median, best, cfg.batch_size / median, gflops,
+                  100 * gflops / roofline, peak, first)
 
 
 def _fresh_process(fn, *args):
@@ -225,10 +229,12 @@ def _with_threads(threads: int, fn, *args):
     return fn(*args)
 
 
-def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: str | None = None) -> list[Timing]:
+def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"),
+        device: str | None = None) -> list[Timing]:
     dev = device_mod.choose(device)
-    print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, best plain fp32 conv3x3 "
-          f"forward+backward {conv3x3_best(dev):.1f} GFLOP/s; each step timed in a fresh process")
+    print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"best plain fp32 conv3x3 forward+backward {conv3x3_best(dev):.1f} GFLOP/s; "
+          f"each step timed in a fresh process")
     for name, meaning in IMPLEMENTATIONS.items():
         print(f"  {name:8}: {meaning}")
     rows: list[Timing] = []
@@ -238,12 +244,16 @@ def run(repeats: int = 10, sizes: tuple[str, ...] = ("paper", "cpu"), device: st
         work = {step: reference_step(size, step, dev) for step in ("weight", "alpha")}
         roofline = {(step, dtype): conv_roofline(calls, dev, repeats, dtype)
                     for step, (calls, _) in work.items() for dtype in (torch.float32, torch.bfloat16)}
-        print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout.name}; reference work "
-              f"weight {work['weight'][1] / 1e9:.1f}, alpha {work['alpha'][1] / 1e9:.1f} GFLOP; conv roofline (GFLOP/s) "
-              f"fp32 weight {roofline['weight', torch.float32]:.1f}, alpha {roofline['alpha', torch.float32]:.1f}; "
-              f"bf16 weight {roofline['weight', torch.bfloat16]:.1f}, alpha {roofline['alpha', torch.bfloat16]:.1f}")
+        print(f"{size}: C={cfg.C}, N={cfg.N}, batch {cfg.batch_size}; optimized supernet: {layout.name}; "
+              f"reference work weight {work['weight'][1] / 1e9:.1f}, "
+              f"alpha {work['alpha'][1] / 1e9:.1f} GFLOP; conv roofline (GFLOP/s) "
+              f"fp32 weight {roofline['weight', torch.float32]:.1f}, "
+              f"alpha {roofline['alpha', torch.float32]:.1f}; "
+              f"bf16 weight {roofline['weight', torch.bfloat16]:.1f}, "
+              f"alpha {roofline['alpha', torch.bfloat16]:.1f}")
         timed = {(impl, step): _fresh_process(time_step, size, impl, step, dev, repeats, work[step][1],
-                                              roofline[step, torch.bfloat16 if impl == "bf16" else torch.float32])
+                                              roofline[step, (torch.bfloat16 if impl == "bf16"
+                                                              else torch.float32)])
                  for impl in _implementations(dev, size) for step in ("weight", "alpha")}
         for (impl, step), timing in timed.items():
             timing.ratio = timed[("naive", step)].median_s / timing.median_s
@@ -258,8 +268,8 @@ def format_table(rows: list[Timing]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r.implementation:8} {r.size:6} {r.step:6} {r.median_s:9.4f} {r.min_s:8.4f} "
-                     f"{r.images_per_s:8.1f} {r.gflops:8.1f} {r.roofline_pct:6.1f} {r.peak_mb:8.0f} {r.first_s:8.1f} "
-                     f"{r.ratio:8.2f}")
+                     f"{r.images_per_s:8.1f} {r.gflops:8.1f} {r.roofline_pct:6.1f} {r.peak_mb:8.0f} "
+                     f"{r.first_s:8.1f} {r.ratio:8.2f}")
     return "\n".join(lines)
 
 
@@ -295,11 +305,12 @@ def _time_epoch(size: str, implementation: str, device: str | None, steps: int |
 
 def format_epochs(size: str, timed: dict[str, dict]) -> str:
     base = timed.get("naive", {}).get("seconds", float("nan"))
-    lines = [f"{'impl':8} {'size':6} {'steps':>6} {'epoch s':>9} {'s/step pair':>11} {'x naive':>8} {'warm-up s':>9}"]
+    lines = [f"{'impl':8} {'size':6} {'steps':>6} {'epoch s':>9} {'s/step pair':>11} {'x naive':>8} "
+             f"{'warm-up s':>9}"]
     lines.append("-" * len(lines[0]))
     for impl, t in timed.items():
-        lines.append(f"{impl:8} {size:6} {t['steps']:6d} {t['seconds']:9.1f} {t['seconds'] / t['steps']:11.4f} "
-                     f"{base / t['seconds']:8.2f} {t['warm_up_s']:9.1f}")
+        lines.append(f"{impl:8} {size:6} {t['steps']:6d} {t['seconds']:9.1f} "
+                     f"{t['seconds'] / t['steps']:11.4f} {base / t['seconds']:8.2f} {t['warm_up_s']:9.1f}")
     return "\n".join(lines)
 
 
@@ -383,7 +394,8 @@ def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[
     stages, total = [], 0.0
     for (ops, trains), samples in by_state.items():
         seconds = [s for _, s in samples]
-        stages.append(MethodStage(name, [e for e, _ in samples], ops, trains, statistics.median(seconds), min(seconds)))
+        stages.append(MethodStage(name, [e for e, _ in samples], ops, trains, statistics.median(seconds),
+                                  min(seconds)))
         total += stages[-1].median_s * full_steps * len(samples)
     peak = device_mod.peak_memory_mb(dev)
     return stages, {"seconds": total, "peak_mb": peak, "growth_mb": peak - start_mb, "warm_up_s": warm_up_s}
@@ -396,11 +408,12 @@ def format_methods(stages: list[MethodStage], predicted: dict[str, dict], baseli
         span = f"{s.epochs[0]}-{s.epochs[-1]}" if len(s.epochs) > 1 else str(s.epochs[0])
         lines.append(f"{s.method:16} {span:>9} {s.ops_per_edge:>12} {'yes' if s.alpha_trains else 'no':>5} "
                      f"{s.median_s:9.4f} {s.min_s:7.4f}")
-    lines += ["", f"{'method':16} {'predicted search s':>18} {'x ' + baseline + ' time':>14} {'peak MB':>8} {'+MB':>6} "
-                  f"{'warm-up s':>9}"]
+    lines += ["", f"{'method':16} {'predicted search s':>18} {'x ' + baseline + ' time':>14} "
+                  f"{'peak MB':>8} {'+MB':>6} {'warm-up s':>9}"]
     base = predicted.get(baseline, {}).get("seconds", float("nan"))
     for name, out in predicted.items():
         lines.append(f"{name:16} {out['seconds']:18.0f} {out['seconds'] / base:14.2f} {out['peak_mb']:8.0f} "
                      f"{out['growth_mb']:6.0f} {out['warm_up_s']:9.1f}")
-    lines.append("warm-up s: the untimed epochs that start each schedule state (compilation, where the search compiles)")
+    lines.append("warm-up s: the untimed epochs that start each schedule state "
+                 "(compilation, where the search compiles)")
     return "\n".join(lines)

@@ -56,14 +56,16 @@ def score_matrix(scores: np.ndarray, truth=None, allow_none: bool = True,
 def arch_tau(scores: np.ndarray, truth) -> dict:
     """Protocol 1 on the default metric: one Kendall tau / Spearman pair for a search epoch."""
     metric = DEFAULT_METRIC if DEFAULT_METRIC in truth.metrics else truth.metric_names[0]
-    row = stats.arch_level(np.asarray(scores, dtype=np.float64), truth.metric(metric), metric)[0]
+    scores = np.asarray(scores, dtype=np.float64)
+    row = stats.arch_level(scores, truth.metric(metric), metric, subsets=("all",))[0]
     return {"metric": metric, "kendall_tau": row["kendall_tau"], "spearman": row["spearman"]}
 
 
 def supernet_rows(sample: Sequence[int], measured: Sequence[float], truth) -> list[dict]:
     """Protocol 4: accuracies measured inside the supernet vs the benchmark's, per headline metric."""
     codes = np.asarray(sample, dtype=int)
-    return [stats.supernet_level(measured, truth.metric(m)[codes], m) for m in present(HEADLINE_METRICS, truth)]
+    return [stats.supernet_level(measured, truth.metric(m)[codes], m)
+            for m in present(HEADLINE_METRICS, truth)]
 
 
 def score_selection(record: dict, truth=None) -> dict:
@@ -73,7 +75,8 @@ def score_selection(record: dict, truth=None) -> dict:
     the ones computed here (the same numbers when ``truth`` is the table it was made with)."""
     from bench.opscores import from_jsonable
 
-    out = {k: v for k, v in record.items() if k not in ("accuracies", "cell_index", "rank", "parameter_free_ops")}
+    out = {k: v for k, v in record.items()
+           if k not in ("accuracies", "cell_index", "rank", "parameter_free_ops")}
     if record.get("criterion") == HESSIAN:
         return out
     if record.get("criterion") == SUPERNET:
@@ -98,7 +101,8 @@ def magnitude_scores(alpha, op_mask=None) -> np.ndarray:
     import torch
 
     logits = torch.tensor(np.asarray(alpha, dtype=np.float32), dtype=torch.float64)
-    mask = torch.ones_like(logits, dtype=torch.bool) if op_mask is None else torch.tensor(op_mask, dtype=torch.bool)
+    mask = (torch.ones_like(logits, dtype=torch.bool) if op_mask is None
+            else torch.tensor(op_mask, dtype=torch.bool))
     scores = torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=-1).numpy()
     scores[~mask.numpy()] = np.nan
     return scores

@@ -75,7 +75,9 @@ def _apply_hyperparameters(w_opt, a_opt, cfg: SearchConfig) -> None:
     for group in w_opt.param_groups:
         group.update(momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
     for group in a_opt.param_groups:
-        group.update(lr=cfg.a_lr, betas=(cfg.a_beta1, cfg.a_beta2), weight_decay=cfg.a_weight_decay, eps=cfg.a_eps)
+        group.update(
+            lr=cfg.a_lr, betas=(cfg.a_beta1, cfg.a_beta2), weight_decay=cfg.a_weight_decay, eps=cfg.a_eps
+        )
 
 
 def cosine_lr(cfg: SearchConfig, epoch: int) -> float:
@@ -98,8 +100,9 @@ def _frozen(params: list[torch.nn.Parameter]):
             p.requires_grad_(flag)
 
 
-def weight_step(net: Supernet, w_opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_step(
+    net: Supernet, w_opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, grad_clip: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on the weights; returns (loss, number correct) as device tensors."""
     w_opt.zero_grad(set_to_none=True)
     weights = net.weight_parameters()
@@ -119,8 +122,9 @@ def weight_step(net: Supernet, w_opt: torch.optim.Optimizer, x: torch.Tensor, y:
     return loss.detach(), (logits.argmax(1) == y).sum()
 
 
-def alpha_step(net: Supernet, a_opt: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def alpha_step(
+    net: Supernet, a_opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """First-order alpha step: grad of the validation loss w.r.t. the architecture parameters
     only (alpha, and EnTranNAS's node thresholds); no weight gradients."""
     a_opt.zero_grad(set_to_none=True)
@@ -146,8 +150,9 @@ def _loss(net: Supernet, params: dict, buffers: dict, x: torch.Tensor, y: torch.
     return F.cross_entropy(functional_call(net, (params, buffers), (x,)), y)
 
 
-def unrolled_alpha_gradient(net: Supernet, w_opt: torch.optim.SGD, lr: float, train: tuple, valid: tuple,
-                            radius_scale: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+def unrolled_alpha_gradient(
+    net: Supernet, w_opt: torch.optim.SGD, lr: float, train: tuple, valid: tuple, radius_scale: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
     """DARTS second-order hypergradient (docs/criteria.md §8.1) at the current w, alpha.
 
     Returns (gradient for alpha, validation loss at w').  The momentum buffer, weight decay
@@ -183,8 +188,9 @@ def unrolled_alpha_gradient(net: Supernet, w_opt: torch.optim.SGD, lr: float, tr
     return g_alpha - lr * hessian_vector, val_loss.detach()
 
 
-def second_order_alpha_step(net: Supernet, w_opt: torch.optim.SGD, a_opt: torch.optim.Adam, lr: float,
-                            train: tuple, valid: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+def second_order_alpha_step(
+    net: Supernet, w_opt: torch.optim.SGD, a_opt: torch.optim.Adam, lr: float, train: tuple, valid: tuple
+) -> tuple[torch.Tensor, torch.Tensor]:
     a_opt.zero_grad(set_to_none=True)
     grad, val_loss = unrolled_alpha_gradient(net, w_opt, lr, train, valid)
     net.alpha.grad = grad
@@ -209,8 +215,17 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.SearchData, seed: int, epoch: int,
-                progress: bool = True, method: methods_mod.Method | None = None) -> dict:
+def train_epoch(
+    net: Supernet,
+    w_opt,
+    a_opt,
+    cfg: SearchConfig,
+    data: data_mod.SearchData,
+    seed: int,
+    epoch: int,
+    progress: bool = True,
+    method: methods_mod.Method | None = None,
+) -> dict:
     """One epoch: a pass over the weight half, each step paired with an alpha batch."""
     method = method or methods_mod.Method(cfg, seed)
     alpha_trains = method.alpha_trains(epoch)
@@ -222,14 +237,22 @@ def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.S
     alpha_generator = data_mod.epoch_generator(seed + 7919, epoch, device)
     alpha_queue = data_mod.endless_batches(data.alpha, cfg.batch_size, alpha_generator)
     steps = math.ceil(len(data.weight) / cfg.batch_size)
-    sums = torch.zeros(4, device=device, dtype=torch.float64)  # train loss*n, train correct, valid loss*n, correct
+    sums = torch.zeros(
+        4, device=device, dtype=torch.float64
+    )  # train loss*n, train correct, valid loss*n, correct
     counts = [0, 0]
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
     net.train()
     from tqdm import tqdm
 
-    bar = tqdm(data_mod.batches(data.weight, cfg.batch_size, generator), total=steps, disable=not progress,
-               desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False)
+    bar = tqdm(
+        data_mod.batches(data.weight, cfg.batch_size, generator),
+        total=steps,
+        disable=not progress,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="step",
+        leave=False,
+    )
     for step, (x, y) in enumerate(bar):
         xv, yv = next(alpha_queue)
         if not alpha_trains:
@@ -251,8 +274,9 @@ def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.S
             method.after_weight_step(net)
             a_loss, a_correct = alpha_step(net, a_opt, xv, yv)
             method.after_alpha_step(net, a_correct, len(yv))
-        sums += torch.stack([w_loss.double() * len(y), w_correct.double(), a_loss.double() * len(yv),
-                             a_correct.double()])
+        sums += torch.stack(
+            [w_loss.double() * len(y), w_correct.double(), a_loss.double() * len(yv), a_correct.double()]
+        )
         counts[0] += len(y)
         counts[1] += len(yv)
         finite = torch.isfinite(w_loss) & torch.isfinite(a_loss) & torch.isfinite(net.alpha).all()
@@ -261,18 +285,34 @@ def train_epoch(net: Supernet, w_opt, a_opt, cfg: SearchConfig, data: data_mod.S
             bar.set_postfix(loss=f"{w_loss.item():.3f}")
     bad = int(first_bad)
     if bad >= 0:
-        raise NonFiniteLoss(f"Non-finite loss or alpha at epoch {epoch + 1}, step {bad + 1}; the run stopped and "
-                            f"every checkpoint before this epoch is intact. Restart from the last good one with a "
-                            f"lower learning rate: the same search command plus --set w_lr={cfg.w_lr / 2:g} "
-                            f"--restart-from RUN (this run's folder)")
+        raise NonFiniteLoss(
+            f"Non-finite loss or alpha at epoch {epoch + 1}, step {bad + 1}; the run stopped and "
+            f"every checkpoint before this epoch is intact. Restart from the last good one with a "
+            f"lower learning rate: the same search command plus --set w_lr={cfg.w_lr / 2:g} "
+            f"--restart-from RUN (this run's folder)"
+        )
     totals = sums.tolist()
-    return {"lr": lr, "train_loss": totals[0] / counts[0], "train_acc": 100 * totals[1] / counts[0],
-            "valid_loss": totals[2] / counts[1], "valid_acc": 100 * totals[3] / counts[1], "steps": steps}
+    return {
+        "lr": lr,
+        "train_loss": totals[0] / counts[0],
+        "train_acc": 100 * totals[1] / counts[0],
+        "valid_loss": totals[2] / counts[1],
+        "valid_acc": 100 * totals[3] / counts[1],
+        "steps": steps,
+    }
 
 
-def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData, device: torch.device,
-               describe_epoch: Callable[[Supernet], dict] | None = None, hooks: list[EpochHook] | None = None,
-               progress: bool = True, resume: bool = True) -> Supernet:
+def run_search(
+    cfg: SearchConfig,
+    seed: int,
+    run: Run,
+    data: data_mod.SearchData,
+    device: torch.device,
+    describe_epoch: Callable[[Supernet], dict] | None = None,
+    hooks: list[EpochHook] | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> Supernet:
     """Train the supernet, writing the run store; continues from the last good checkpoint."""
     device_mod.make_deterministic(device)
     device_mod.peak_memory_reset(device)
@@ -296,18 +336,30 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
     run.truncate_after(start)
     from tqdm import tqdm
 
-    for epoch in tqdm(range(start, cfg.epochs), desc="search", unit="epoch", disable=not progress,
-                      initial=start, total=cfg.epochs):
+    for epoch in tqdm(
+        range(start, cfg.epochs),
+        desc="search",
+        unit="epoch",
+        disable=not progress,
+        initial=start,
+        total=cfg.epochs,
+    ):
         began = time.perf_counter()
         started = method.start_epoch(net, epoch)
         stats = train_epoch(net, w_opt, a_opt, cfg, data, seed, epoch, progress, method)
         ended, reset_alpha_optimizer = method.end_epoch(net, epoch)
         if reset_alpha_optimizer:  # EoiNAS re-creates Adam after pruning (state reset)
             _, a_opt = make_optimizers(net, cfg)
-        record = {"epoch": epoch + 1, **stats, "seconds": round(time.perf_counter() - began, 3),
-                  "peak_memory_mb": round(device_mod.peak_memory_mb(device), 1),
-                  "alpha": net.alpha.detach().cpu().tolist(), "weights": net.arch_weights().detach().cpu().tolist(),
-                  "op_mask": net.op_mask.cpu().tolist(), "method": {"name": cfg.method, **started, **ended}}
+        record = {
+            "epoch": epoch + 1,
+            **stats,
+            "seconds": round(time.perf_counter() - began, 3),
+            "peak_memory_mb": round(device_mod.peak_memory_mb(device), 1),
+            "alpha": net.alpha.detach().cpu().tolist(),
+            "weights": net.arch_weights().detach().cpu().tolist(),
+            "op_mask": net.op_mask.cpu().tolist(),
+            "method": {"name": cfg.method, **started, **ended},
+        }
         if describe_epoch is not None:
             record.update(describe_epoch(net))
         if cfg.hessian_every and (epoch + 1) % cfg.hessian_every == 0:
@@ -316,9 +368,17 @@ def run_search(cfg: SearchConfig, seed: int, run: Run, data: data_mod.SearchData
         if method_scores is not None:
             record["method"]["scores"] = to_jsonable(method_scores)
             record["method"]["cell"] = space.to_string(space.select_cell(method_scores))
-        state = {"model": net.state_dict(), "arch_state": net.arch_state(), "w_opt": w_opt.state_dict(),
-                 "a_opt": a_opt.state_dict(), "rng": _rng_state(), "epoch": epoch + 1,
-                 "config_digest": cfg.digest(), "seed": seed, "method": method.state_dict()}
+        state = {
+            "model": net.state_dict(),
+            "arch_state": net.arch_state(),
+            "w_opt": w_opt.state_dict(),
+            "a_opt": a_opt.state_dict(),
+            "rng": _rng_state(),
+            "epoch": epoch + 1,
+            "config_digest": cfg.digest(),
+            "seed": seed,
+            "method": method.state_dict(),
+        }
         record["checkpoint"] = run.save_checkpoint(epoch + 1, state, cfg.checkpoint_every)
         run.log_epoch(record)
         for hook in hooks or []:
@@ -340,8 +400,9 @@ def checkpoint_epochs(run: Run) -> list[int]:
     return sorted(r["epoch"] for r in run.epochs() if r.get("checkpoint") and run.checkpoint_path(r).exists())
 
 
-def load_supernet(run: Run, epoch: int | None = None, device: torch.device | None = None,
-                  with_state: bool = False):
+def load_supernet(
+    run: Run, epoch: int | None = None, device: torch.device | None = None, with_state: bool = False
+):
     """Rebuild a run's supernet from the checkpoint of ``epoch`` (default: the last one);
     ``with_state`` also returns the whole checkpoint (optimiser states, RNG).
     Epoch 0 is the initialisation, recreated from the seed (``build_supernet`` seeds the
@@ -361,15 +422,21 @@ def load_supernet(run: Run, epoch: int | None = None, device: torch.device | Non
         method.restore(net, 0, None)
         return (net, {"epoch": 0, "seed": seed, "config_digest": cfg.digest()}) if with_state else net
     if epoch not in available:
-        raise UserError(f"{run.path} has no checkpoint for epoch {epoch}; it has {[0] + available} (0 = initialisation)")
+        raise UserError(
+            f"{run.path} has no checkpoint for epoch {epoch}; it has {[0] + available} (0 = initialisation)"
+        )
     state = run.verified_checkpoint(epoch, device)
     try:
         net.load_state_dict(state["model"])
         net.load_arch_state(state["arch_state"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise UserError(f"Checkpoint of epoch {epoch} in {run.path} does not fit the run's supernet "
-                        f"({type(err).__name__}); restore the run's own file") from None
-    method.restore(net, epoch, next((r for r in run.epochs() if r["epoch"] == epoch), None))  # e.g. EoiNAS's temperature
+        raise UserError(
+            f"Checkpoint of epoch {epoch} in {run.path} does not fit the run's supernet "
+            f"({type(err).__name__}); restore the run's own file"
+        ) from None
+    method.restore(
+        net, epoch, next((r for r in run.epochs() if r["epoch"] == epoch), None)
+    )  # e.g. EoiNAS's temperature
     return (net, state) if with_state else net
 
 

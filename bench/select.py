@@ -153,7 +153,8 @@ def valid_size_for(name: str, valid_size: int | None) -> int | None:
     from criteria.darts_pt import WHOLE_ALPHA_HALF
 
     if valid_size is None:
-        return None if name in WHOLE_ALPHA_HALF else HESSIAN_VALID_SIZE if name == HESSIAN else DEFAULT_VALID_SIZE
+        return (None if name in WHOLE_ALPHA_HALF
+                else HESSIAN_VALID_SIZE if name == HESSIAN else DEFAULT_VALID_SIZE)
     return valid_size or None
 
 
@@ -163,14 +164,15 @@ def planned(epochs: list[int], names: list[str], options: dict[str, dict] | None
     out = []
     for epoch in epochs:
         for name in names:
-            out.append({"epoch": epoch, "criterion": name, "options": criteria.resolve_options(name, (options or {})
-                                                                                                .get(name)),
+            out.append({"epoch": epoch, "criterion": name,
+                        "options": criteria.resolve_options(name, (options or {}).get(name)),
                         "allow_none": allow_none, "valid_size": valid_size_for(name, valid_size)})
         if supernet_tau:
             out.append({"epoch": epoch, "criterion": SUPERNET, "sample": [0] * supernet_tau,
                         "valid_size": valid_size_for(SUPERNET, valid_size)})
         if hessian:
-            out.append({"epoch": epoch, "criterion": HESSIAN, "valid_size": valid_size_for(HESSIAN, valid_size)})
+            out.append({"epoch": epoch, "criterion": HESSIAN,
+                        "valid_size": valid_size_for(HESSIAN, valid_size)})
     unique = {selection_key(job): job for job in out}
     return list(unique.values())
 
@@ -187,12 +189,13 @@ def apply(run: Run, names: list[str], epochs: list[int], options: dict[str, dict
     Holds ``RUN/.select.lock``: a second ``select`` on the same run is refused (a search may
     go on writing checkpoints meanwhile)."""
     if supernet_tau and not 1 < supernet_tau <= len(space.all_cells()):
-        raise UserError(f"--supernet-tau {supernet_tau}: the sample needs 2 to 15625 cells (0 = no protocol 4)")
+        raise UserError(f"--supernet-tau {supernet_tau}: the sample needs 2 to 15625 cells "
+                        f"(0 = no protocol 4)")
     jobs = planned(epochs, names, options, valid_size, allow_none, supernet_tau, hessian)
     with run_lock(run.path, ".select.lock") as mine:
         if not mine:
-            raise UserError(f"Another `select` is writing {run.path / 'selections.jsonl'}; wait for it to finish "
-                            f"(pairs it completes are skipped when you rerun)")
+            raise UserError(f"Another `select` is writing {run.path / 'selections.jsonl'}; "
+                            f"wait for it to finish (pairs it completes are skipped when you rerun)")
         return _apply(run, jobs, supernet_tau, data_dir, device, progress)
 
 
@@ -228,13 +231,14 @@ def _apply(run: Run, jobs: list[dict], supernet_tau: int, data_dir, device, prog
                                        valid_size=job["valid_size"], search_config=cfg, checkpoint=state)
             scores = criteria.compute(name, net, context, owned=True)
             cell = score.derived_cell(scores, job["allow_none"])
-            record = {"scores": to_jsonable(scores), "cell": space.to_string(cell), "options": context.options,
-                      "info": context.info, "allow_none": job["allow_none"]}
+            record = {"scores": to_jsonable(scores), "cell": space.to_string(cell),
+                      "options": context.options, "info": context.info, "allow_none": job["allow_none"]}
         seconds = time.perf_counter() - began
         counter.close()
         record.update({"epoch": epoch, "criterion": name, "valid_size": job["valid_size"],
                        "cost": {"seconds": round(seconds, 3), "forward_passes": counter.passes,
-                                "images": counter.images, "peak_memory_mb": round(device_mod.peak_memory_mb(dev), 1),
+                                "images": counter.images,
+                                "peak_memory_mb": round(device_mod.peak_memory_mb(dev), 1),
                                 "epoch_equivalents": round(seconds / epoch_seconds, 4)}})
         record["key"] = selection_key(record)
         append_jsonl(path, record)

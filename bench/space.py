@@ -29,7 +29,8 @@ NUM_EDGES = len(EDGES)
 NUM_CELLS = NUM_OPS**NUM_EDGES
 PARAMETER_FREE = frozenset({0, 1, 4})
 """Indices of ops without weights: none, skip_connect, avg_pool_3x3."""
-EXPECTED_FORM = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+EXPECTED_FORM = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                 "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
 
 Cell = tuple[int, int, int, int, int, int]
 _OP_INDEX = {name: i for i, name in enumerate(OPS)}

@@ -49,7 +49,8 @@ class BatchNorm(nn.BatchNorm2d):
     groups = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.groups == 1 or (self.track_running_stats and not self.training):  # one group, or running stats
+        # one group, or running stats
+        if self.groups == 1 or (self.track_running_stats and not self.training):
             return super().forward(x)
         return torch.cat([super(BatchNorm, self).forward(part) for part in x.chunk(self.groups)])
 
@@ -410,7 +411,8 @@ class Supernet(nn.Module):
         (``bench.evaluate.evaluate_each``)."""
         groups = weights.shape[0]
         if self.implementation != "fast" or not self.stacks_weights or x.shape[0] % groups:
-            raise ValueError(f"stacked mixing weights need the fast supernet and a batch of {groups} equal parts")
+            raise ValueError(f"stacked mixing weights need the fast supernet and a batch of {groups} "
+                             f"equal parts")
         per_image = weights.repeat_interleave(x.shape[0] // groups, dim=0)
         skip_dropout = self.skip_dropout if self.training else 0.0
         with _batch_norm_groups(self, groups):
@@ -501,7 +503,8 @@ def _compile_failed(net: Supernet, error: Exception) -> bool:
     cause = getattr(error, "inner_exception", None) or error
     reason = (str(cause).strip().splitlines() or [""])[0][:200]
     warnings.warn(f"torch.compile failed ({type(cause).__name__}: {reason}); the supernet "
-                  f"runs eager (same numbers, slower). Set BENCH_COMPILE=0 to skip the attempt.", RuntimeWarning)
+                  f"runs eager (same numbers, slower). Set BENCH_COMPILE=0 to skip the attempt.",
+                  RuntimeWarning)
     net.compiled = False
     return True
 
@@ -528,7 +531,8 @@ class InferCell(nn.Module):
         super().__init__()
         self.cell = tuple(cell)
         self.ops = nn.ModuleList(
-            ConvBN(c, c, 1 if op == CONV1 else 3, 1, affine=True, track=True) if op in (CONV1, CONV3) else nn.Identity()
+            ConvBN(c, c, 1 if op == CONV1 else 3, 1, affine=True, track=True) if op in (CONV1, CONV3)
+            else nn.Identity()
             for op in self.cell
         )
 

@@ -178,7 +178,8 @@ def expand(spec: dict) -> list[Job]:
                 check_selection(block, cfg)
         for seed in spec.get("seeds", [0]):  # seed-major: a partial sweep has every method's first seed
             for method, cfg in configs.items():
-                jobs.append(Job(spec["experiment"], profile, method, int(seed), cfg, results, spec.get("select", {})))
+                jobs.append(Job(spec["experiment"], profile, method, int(seed), cfg, results,
+                                spec.get("select", {})))
     return jobs
 
 
@@ -229,7 +230,8 @@ def _cells_with_a_path() -> int:
     return sum(space.has_path(tuple(c)) for c in space.all_cells())
 
 
-def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, device: str | None = None) -> dict:
+def run_job(job: Job, threads: int | None = None, data_dir: str | None = None,
+            device: str | None = None) -> dict:
     """Run one job (search, then selection) in this process; never raises for a job's own failure."""
     import torch
 
@@ -245,8 +247,8 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
         if not mine:
             return {"run": str(run.path), "status": "running elsewhere", "seconds": 0.0}
         try:
-            experiment.search(job.profile, job.config, job.seed, job.experiment, data_dir=data_dir, device=device,
-                              progress=False, run=run, lock=False)
+            experiment.search(job.profile, job.config, job.seed, job.experiment, data_dir=data_dir,
+                              device=device, progress=False, run=run, lock=False)
             for sel in select_blocks(job.select):
                 names, epochs = selection_request(sel, run)
                 options = select.parse_options(option_items(sel.get("options", {}), "[select] options"))
@@ -258,7 +260,8 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None, d
             if not (run.path / "failed").exists():
                 run.mark_failed(err)
             status = "failed"
-    return {"run": str(run.path), "status": status, "seconds": round(time.perf_counter() - began, 2), "device": device}
+    return {"run": str(run.path), "status": status, "seconds": round(time.perf_counter() - began, 2),
+            "device": device}
 
 
 def job_devices(count: int) -> list[str | None]:
@@ -293,8 +296,9 @@ def selections_missing(job: Job) -> int:
     for block in blocks:
         names, epochs = selection_request(block, run)
         options = select.parse_options(option_items(block.get("options", {}), "[select] options"))
-        wanted |= {select.selection_key(r) for r in select.planned(epochs, names, options, block.get("valid_size"),
-                                                                    True, block.get("supernet_tau", 0))}
+        wanted |= {select.selection_key(r)
+                   for r in select.planned(epochs, names, options, block.get("valid_size"),
+                                           True, block.get("supernet_tau", 0))}
     return len(wanted - done)
 
 
@@ -308,7 +312,8 @@ def job_state(job: Job) -> str:
 
 
 def plan(jobs: list[Job], retry_failed: bool = False) -> list[Job]:
-    """Jobs to run now: not done and not running; failed ones only with ``retry_failed`` (and then only those)."""
+    """Jobs to run now: not done and not running; failed ones only with ``retry_failed``
+    (and then only those)."""
     todo = []
     for job in jobs:
         s = job_state(job)
@@ -321,9 +326,9 @@ def plan(jobs: list[Job], retry_failed: bool = False) -> list[Job]:
     return todo
 
 
-def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "loky", scheduler: str | None = None,
-              retry_failed: bool = False, data_dir: str | None = None, progress: bool = True,
-              threads: int | None = None) -> list[dict]:
+def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "loky",
+              scheduler: str | None = None, retry_failed: bool = False, data_dir: str | None = None,
+              progress: bool = True, threads: int | None = None) -> list[dict]:
     """Run every pending job of a spec; returns one result dict per job run now.
 
     Each job gets ``threads`` torch threads (default: the cores divided by the parallel jobs).
@@ -356,7 +361,8 @@ def run_sweep(spec_path: str | Path, jobs_in_parallel: int = 1, backend: str = "
             results.append(run_job(job, threads, data_dir, dev))
             bar.update()
     else:
-        for out in joblib.Parallel(n_jobs=jobs_in_parallel, backend="loky", return_as="generator_unordered")(tasks):
+        for out in joblib.Parallel(n_jobs=jobs_in_parallel, backend="loky",
+                                   return_as="generator_unordered")(tasks):
             results.append(out)
             bar.update()
     bar.close()

@@ -115,7 +115,8 @@ def resolve_options(name: str, given: dict | None) -> dict:
             else:
                 value = str(value)
         except ValueError:
-            raise UserError(f"Option {name}.{key}={value!r} must be of type {type(default).__name__}") from None
+            raise UserError(f"Option {name}.{key}={value!r} must be of type "
+                            f"{type(default).__name__}") from None
         options[key] = value
     for key, limit in entry(name).limits.items():
         _check_limit(name, key, options[key], limit)
@@ -143,4 +144,5 @@ def unavailable(supernet) -> np.ndarray:
     return ~supernet.op_mask.cpu().numpy()
 
 
-from criteria import darts_pt, eoinas, magnitude, ostr, random_scores, zc_pt  # noqa: E402,F401  (they register themselves)
+# the criteria modules register themselves on import
+from criteria import darts_pt, eoinas, magnitude, ostr, random_scores, zc_pt  # noqa: E402,F401

@@ -70,4 +70,5 @@ def exact_loss_change(supernet, batches, mode: str = "eval") -> np.ndarray:
 
     base = evaluate(supernet, batches, mode, supernet.arch_weights().detach())
     together = masks_together(supernet.alpha.device)
-    return np.stack([edge_drops(supernet, batches, edge, "loss", mode, base, together)[0] for edge in range(6)])
+    return np.stack([edge_drops(supernet, batches, edge, "loss", mode, base, together)[0]
+                     for edge in range(6)])

@@ -45,8 +45,9 @@ def children(pid: int) -> list[int]:
 
 def sweep(spec: Path, data_dir: str, quiet: bool = True) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "bench", "sweep", str(spec), "--jobs", "2", "--threads", "1",
-                             "--quiet", "--data-dir", data_dir], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "bench", "sweep", str(spec), "--jobs", "2",
+                             "--threads", "1", "--quiet", "--data-dir", data_dir],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -14,7 +14,8 @@ SHARED = paths.shared_data_dir()
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
-        pytest.fail(f"{what} not found at {path}: tests read ../shared/data (set BENCH_SHARED_DATA to its location)")
+        pytest.fail(f"{what} not found at {path}: tests read ../shared/data "
+                    "(set BENCH_SHARED_DATA to its location)")
     return path
 
 
@@ -88,7 +89,8 @@ def run_records(run: Path) -> tuple[list, dict]:
     from bench.atomic import read_jsonl
 
     epochs = [(r["epoch"], r["alpha"], r["cell"]) for r in read_jsonl(run / "epochs.jsonl")]
-    selections = {(r["epoch"], r["criterion"]): (r["cell"], r["scores"]) for r in read_jsonl(run / "selections.jsonl")}
+    selections = {(r["epoch"], r["criterion"]): (r["cell"], r["scores"])
+                  for r in read_jsonl(run / "selections.jsonl")}
     return epochs, selections
 
 

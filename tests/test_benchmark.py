@@ -86,7 +86,6 @@ def test_compact_table_round_trip(truth, tmp_path):
     for suffix in (".parquet", ".csv"):
         target = tmp_path / f"nb201{suffix}"
         truth.save(target)
-        benchmark._string_to_code.cache_clear()
         again = benchmark.load(target)
         assert again.origin["source_sha256"] == truth.sha256
         for name in truth.metric_names:

@@ -30,11 +30,6 @@ def conv_edge(kernel):
     return params, flops
 
 
-def test_the_network_around_the_cell():
-    assert BASE_P == 73306 and BASE_F == 7783050
-    assert conv_edge(3) == (243040, 35389440) and conv_edge(1) == (28000, 3932160)
-
-
 @pytest.mark.parametrize("cell, convs3, convs1", [
     ((1,) * 6, 0, 0),                  # all skip: the network around the cell only
     ((3,) * 6, 6, 0),                  # all conv3x3 (NB201: 1.53 MB, ~220 MFLOPs)
@@ -80,15 +75,22 @@ def test_multiply_adds_agree_with_torch_flop_counter():
     assert cellcost.multiply_adds(net, (2, 3, 32, 32)) == cellcost.multiply_adds(net, (1, 3, 32, 32))
 
 
-def test_memoised_and_side_effect_free():
+def test_memoised_and_side_effect_free(monkeypatch):
+    """The first call for a (cell, classes) pair builds one network, later calls none; the caller's
+    random state is untouched, and changing a returned dict changes no later answer."""
+    from bench import supernet
+
+    built = []
+    real = supernet.CellNetwork
+    monkeypatch.setattr(supernet, "CellNetwork", lambda *a, **k: built.append(1) or real(*a, **k))
     cell = (2, 3, 0, 4, 1, 2)
     state = torch.random.get_rng_state()
-    first = cellcost.cell_cost(cell)
-    assert torch.equal(state, torch.random.get_rng_state())
-    hits = cellcost._cost.cache_info().hits
+    first = cellcost.cell_cost(cell, num_classes=7)  # 7 classes: no other test asks for them
+    assert torch.equal(state, torch.random.get_rng_state()) and len(built) == 1
+    params = first["params_m"]
     first["params_m"] = -1.0
-    again = cellcost.cell_cost(np.array(cell))
-    assert cellcost._cost.cache_info().hits == hits + 1 and again["params_m"] > 0
+    again = cellcost.cell_cost(np.array(cell), num_classes=7)
+    assert len(built) == 1 and again["params_m"] == params > 0
 
 
 @pytest.mark.parametrize("cell, classes, message", [

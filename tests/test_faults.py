@@ -19,8 +19,8 @@ from bench.paths import PROJECT_ROOT
 from bench.runstore import Run, is_locked, run_lock
 from conftest import run_records, smoke_spec
 
-TINY = ["--set", "epochs=3", "--set", "weight_size=256", "--set", "alpha_size=256", "--set", "batch_size=32",
-        "--set", "C=4", "--set", "N=1"]
+TINY = ["--set", "epochs=3", "--set", "weight_size=256", "--set", "alpha_size=256",
+        "--set", "batch_size=32", "--set", "C=4", "--set", "N=1"]
 
 
 def _env(results: Path) -> dict:
@@ -60,7 +60,8 @@ def reference(tmp_path_factory, cifar_root) -> Path:
     results = tmp_path_factory.mktemp("ref")
     _bench(["search", "--experiment", "f", "--quiet", "--data-dir", str(cifar_root)] + TINY, results)
     run = _only_run(results)
-    _bench(["select", str(run), "--criteria", "magnitude,ostr,random", "--valid-size", "64", "--quiet"], results)
+    _bench(["select", str(run), "--criteria", "magnitude,ostr,random", "--valid-size", "64", "--quiet"],
+           results)
     return run
 
 
@@ -88,8 +89,8 @@ def test_sigkill_of_select_then_rerun_equals_the_uninterrupted_selection(tmp_pat
     after_records, then_wait = int(rng.integers(0, 6)), float(rng.uniform(0.0, 0.3))
     args = ["select", str(run), "--criteria", "magnitude,ostr,random", "--valid-size", "64", "--quiet"]
     log = run / "selections.jsonl"
-    _bench(args, tmp_path, kill_when=lambda: _lines(log) >= after_records and (run / ".select.lock").exists(),
-           then_wait=then_wait)
+    _bench(args, tmp_path, then_wait=then_wait,
+           kill_when=lambda: _lines(log) >= after_records and (run / ".select.lock").exists())
     assert _lines(log) < 9  # 3 epochs x 3 criteria: killed before the end
     _bench(args, tmp_path)
     assert run_records(run)[1] == run_records(reference)[1]
@@ -98,7 +99,8 @@ def test_sigkill_of_select_then_rerun_equals_the_uninterrupted_selection(tmp_pat
 def test_sigkill_of_a_sweep_then_rerun_equals_the_uninterrupted_sweep(tmp_path, cifar_root):
     outcome = {}
     for name in ("whole", "killed"):
-        path = smoke_spec(tmp_path / f"{name}.toml", tmp_path / name, experiment="s", seeds=(0,), select_epochs="all")
+        path = smoke_spec(tmp_path / f"{name}.toml", tmp_path / name, experiment="s", seeds=(0,),
+                          select_epochs="all")
         args = ["sweep", str(path), "--jobs", "1", "--threads", "1", "--quiet", "--data-dir", str(cifar_root)]
         if name == "killed":  # in the middle of the first job's search
             logs = lambda: list((tmp_path / name / "s").glob("*/epochs.jsonl"))  # noqa: E731
@@ -143,7 +145,10 @@ def test_no_space_left_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_append_on_a_full_disk_says_so(tmp_path, monkeypatch):
     log = tmp_path / "epochs.jsonl"
     atomic.append_jsonl(log, {"epoch": 1})
-    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space")
+
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
     with pytest.raises(UserError, match="No space"):
         atomic.append_jsonl(log, {"epoch": 2})
     monkeypatch.undo()
@@ -178,9 +183,10 @@ def test_a_second_process_on_the_same_run_is_refused_and_a_dead_holder_is_taken_
     results = tmp_path
     cfg = config.resolve("smoke", [t for t in TINY if t != "--set"])
     run = Run.for_config("f", cfg, 0, "smoke")  # BENCH_RESULTS is the per-test results folder
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bench.runstore import run_lock\n"
-                               "with run_lock(sys.argv[1]) as mine:\n    print(mine, flush=True); time.sleep(60)",
-                               str(run.path)], env=_env(results), stdout=subprocess.PIPE, text=True)
+    hold = ("import sys, time; from bench.runstore import run_lock\n"
+            "with run_lock(sys.argv[1]) as mine:\n    print(mine, flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run.path)], env=_env(results),
+                              stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "True"
     with pytest.raises(UserError, match="being written by another process"):
         experiment.search("smoke", cfg, 0, "f", data_dir=cifar_root, progress=False)

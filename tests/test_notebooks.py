@@ -13,18 +13,20 @@ NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 @pytest.fixture(scope="module")
 def smoke_experiment(tmp_path_factory, cifar_root) -> Path:
     root = tmp_path_factory.mktemp("nb-results")
-    spec = smoke_spec(root / "nb.toml", root, experiment="nb", epochs=3, criteria=("magnitude", "ostr", "random"),
-                      select_epochs="all")
+    spec = smoke_spec(root / "nb.toml", root, experiment="nb", epochs=3,
+                      criteria=("magnitude", "ostr", "random"), select_epochs="all")
     results = sweep.run_sweep(spec, 1, data_dir=str(cifar_root), progress=False)
     assert sorted(r["status"] for r in results) == ["done"] * 4
     return root / "nb"
 
 
 def test_there_are_three_notebooks_without_outputs():
-    assert [p.name for p in NOTEBOOKS] == ["comparison-table.ipynb", "degeneration-curves.ipynb", "kendall-tau.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["comparison-table.ipynb", "degeneration-curves.ipynb",
+                                           "kendall-tau.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.get("outputs") and not c.get("execution_count") for c in code)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -32,7 +34,8 @@ def test_notebook_runs_top_to_bottom(path, smoke_experiment, monkeypatch):
     monkeypatch.setenv("BENCH_REPORT_EXPERIMENT", str(smoke_experiment))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    resources = {"metadata": {"path": str(path.parent)}}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)

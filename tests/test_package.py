@@ -1,5 +1,6 @@
 """The installable package (pyproject.toml): metadata that can drift, and the console command."""
 import contextlib
+import importlib
 import importlib.metadata
 import io
 import subprocess
@@ -20,7 +21,8 @@ def project():
 
 def _requirements(name):
     """Requirement lines of a requirements file, without comments and includes."""
-    lines = (line.split("#")[0].strip() for line in (paths.PROJECT_ROOT / name).read_text().splitlines())
+    text = (paths.PROJECT_ROOT / name).read_text()
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("-r")]
 
 
@@ -30,14 +32,29 @@ def test_dependencies_equal_the_requirements_files(project):
     assert project["optional-dependencies"]["dev"] == _requirements("requirements-dev.txt")
 
 
-def test_metadata(project):
-    assert project["name"] == "nb201-select"
-    assert project["dynamic"] == ["version"]
-    assert project["requires-python"] == ">=3.11"
-    assert (paths.PROJECT_ROOT / project["readme"]).is_file()
+def test_the_build_settings_reach_the_code(project):
+    """The include patterns select exactly the package folders on disk (every ``__init__.py``
+    under bench/ and criteria/, no other top-level folder), the version attribute they name is a
+    PEP 440 version, and this interpreter meets ``requires-python``."""
+    from fnmatch import fnmatch
+
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
     build = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]
-    assert build["dynamic"]["version"] == {"attr": "bench.__version__"}
-    assert set(build["packages"]["find"]["include"]) == {"bench", "bench.*", "criteria", "criteria.*"}
+    include = build["packages"]["find"]["include"]
+    root = paths.PROJECT_ROOT
+    tops = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+            and d.name not in {"data", "results", "tests"}]
+    on_disk = {".".join(init.parent.relative_to(root).parts)
+               for top in tops for init in top.rglob("__init__.py")}
+    assert {"bench", "bench.report", "criteria"} <= on_disk
+    assert {name for name in on_disk if any(fnmatch(name, pattern) for pattern in include)} == on_disk
+    module, attribute = build["dynamic"]["version"]["attr"].rsplit(".", 1)
+    version = getattr(importlib.import_module(module), attribute)
+    assert str(Version(version)) == version
+    running = ".".join(map(str, sys.version_info[:3]))
+    assert SpecifierSet(project["requires-python"]).contains(running, prereleases=True)
 
 
 def _console(project, *argv):

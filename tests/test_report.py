@@ -83,6 +83,14 @@ def arch_tau(cell: str, seed: int, truth) -> float:
     return stats.arch_level(scores_for(cell, seed), truth.metric("cifar10_test"))[0]["kendall_tau"]
 
 
+def crit_mean_std(truth) -> tuple[float, float]:
+    """Mean and sample standard deviation (by hand) of the CIFAR-10 test accuracy of the data
+    criterion's three cells (``CRIT_CELL``)."""
+    values = np.array([truth.lookup(c, ["cifar10_test"])["cifar10_test"] for c in (GOOD, CONV, MIXED)])
+    mean = values.sum() / 3
+    return mean, float(np.sqrt(((values - mean) ** 2).sum() / 2))
+
+
 @pytest.fixture()
 def experiment(tmp_path, truth):
     root = tmp_path / "results" / "synthetic"
@@ -180,9 +188,7 @@ def test_comparison_table_mean_std_and_provenance(experiment, truth):
     exp = aggregate.load(experiment, truth)
     frame = table.comparison(exp, truth, random_ns=(10,))
     pt = frame[(frame["kind"] == "measured") & (frame["criterion"] == CRIT)].iloc[0]
-    values = np.array([truth.lookup(c, ["cifar10_test"])["cifar10_test"] for c in (GOOD, CONV, MIXED)])
-    mean = values.sum() / 3
-    std = np.sqrt(((values - mean) ** 2).sum() / 2)
+    mean, std = crit_mean_std(truth)
     assert pt["seeds"] == 3 and pt["label"] == "darts / ostr"
     assert pt["cifar10_test"] == pytest.approx(mean) and pt["cifar10_test:std"] == pytest.approx(std)
     options = dict(sorted(procedure.resolved_options(CRIT, {}).items()))
@@ -207,7 +213,8 @@ def test_comparison_table_mean_std_and_provenance(experiment, truth):
 
 
 def test_cost_columns_are_the_cells_networks(experiment, truth):
-    cellcost = pytest.importorskip("bench.cellcost")
+    from bench import cellcost
+
     exp = aggregate.load(experiment, truth)
     final = aggregate.at_final_epoch(aggregate.complete(exp.selections))
     skip = final[final["criterion"] == "magnitude"]
@@ -402,21 +409,38 @@ def test_hessian_eigenvalues_drawn_only_when_present(tmp_path, truth):
 
 
 def test_report_all_writes_every_file(experiment, truth, tmp_path):
+    """The tables hold the numbers computed here by hand; the figures are drawn images."""
+    from matplotlib.image import imread
+
     files = build.run("all", str(experiment), out=str(tmp_path / "out"), random_ns=(10,))
     for name in ("table.md", "table.tex", "table.csv", "tau.md", "tau.csv", "paired.md", "index.md",
-                 "accuracy-vs-epoch.png", "accuracy-vs-epoch.pdf", "diagnostics-vs-epoch.png",
+                 "accuracy-vs-epoch.pdf", "accuracy-vs-epoch.png", "diagnostics-vs-epoch.png",
                  "tau-vs-epoch.png", "weights-darts.png"):
-        assert files[name].exists() and files[name].stat().st_size > 200, name
+        assert files[name].is_file(), name
+    for name in [n for n in files if n.endswith(".png")]:
+        pixels = imread(files[name])
+        colours = np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)
+        assert min(pixels.shape[:2]) > 100 and len(colours) > 2, name
+    assert files["accuracy-vs-epoch.pdf"].read_bytes().startswith(b"%PDF")
+    mean, std = crit_mean_std(truth)
+    rows = pd.read_csv(files["table.csv"], comment="#").set_index("label")
+    assert rows.loc["darts / ostr", "cifar10_test"] == pytest.approx(mean, abs=1e-4)
+    assert rows.loc["darts / ostr", "cifar10_test:std"] == pytest.approx(std, abs=1e-4)
+    taus = pd.read_csv(files["tau.csv"])
+    row = taus[(taus["line"] == "darts / ostr") & (taus["protocol"] == "1-arch")
+               & (taus["subset"] == "all") & (taus["metric"] == "cifar10_test")]
+    expected = np.mean([arch_tau(CRIT_CELL[s], s * 10 + 1, truth) for s in (0, 1, 2)])
+    assert row["tau"].tolist() == [pytest.approx(expected, abs=1e-5)]
     index = files["index.md"].read_text()
     assert "![accuracy vs epoch](accuracy-vs-epoch.png)" in index
-    assert "| darts / ostr | measured | S1 |" in index
-    assert pd.read_csv(files["tau.csv"]).shape[0] >= 3
+    assert "| darts / ostr | measured | S1 |" in index and f"{mean:.2f} ± {std:.2f}" in index
 
 
-def test_report_cli(experiment, capsys):
+def test_report_cli(experiment, truth, capsys):
     assert main(["report", "table", str(experiment), "--random-n", "10"]) == 0
     assert "darts / ostr" in capsys.readouterr().out
-    assert (experiment / "report" / "table.tex").exists()
+    mean, std = crit_mean_std(truth)
+    assert f"{mean:.2f} $\\pm$ {std:.2f}" in (experiment / "report" / "table.tex").read_text()
     assert main(["report", "table", "no-such-experiment"]) == 2
     assert "No experiment folder" in capsys.readouterr().err
     assert main(["report", "table", str(experiment), "--random-n", "0"]) == 2

@@ -38,7 +38,12 @@ def test_same_seed_same_alphas_and_cells(tmp_path, cifar_root):
 
     scored = score.score_epoch(ea[-1], benchmark.load_cached(None))
     assert scored["cell"] == ea[-1]["cell"] and scored["accuracies"]["cifar10_test"] > 10
-    assert set(scored["accuracies"]) == {"cifar10_test", "cifar100_test", "ImageNet16-120_test", "cifar10-valid_valid"}
+    assert set(scored["accuracies"]) == {
+        "cifar10_test",
+        "cifar100_test",
+        "ImageNet16-120_test",
+        "cifar10-valid_valid",
+    }
     # a finished run is not re-run
     before = a.epochs_file.stat().st_mtime_ns
     experiment.search("smoke", cfg, 0, "a", data_dir=cifar_root, progress=False)
@@ -98,8 +103,14 @@ def test_second_order_hypergradient_matches_finite_differences():
         net.alpha.normal_(0, 0.5)
     w_opt, _ = make_optimizers(net, cfg)
     g = torch.Generator().manual_seed(1)
-    train = (torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g))
-    valid = (torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g))
+    train = (
+        torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64),
+        torch.randint(0, 10, (8,), generator=g),
+    )
+    valid = (
+        torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64),
+        torch.randint(0, 10, (8,), generator=g),
+    )
     # give the optimiser a momentum buffer, as mid-training
     F.cross_entropy(net(train[0]), train[1]).backward()
     w_opt.step()
@@ -122,7 +133,9 @@ def test_second_order_hypergradient_matches_finite_differences():
         loss = F.cross_entropy(functional_call(net, ({**p, "alpha": alpha}, buffers), (train[0],)), train[1])
         grads = torch.autograd.grad(loss, [p[n] for n in names])
         w_prime = {n: p[n] - lr * (0.9 * momentum[n] + gr + 5e-4 * p[n]) for n, gr in zip(names, grads)}
-        return F.cross_entropy(functional_call(net, ({**w_prime, "alpha": alpha}, buffers), (valid[0],)), valid[1])
+        return F.cross_entropy(
+            functional_call(net, ({**w_prime, "alpha": alpha}, buffers), (valid[0],)), valid[1]
+        )
 
     base = net.alpha.detach().clone()
     numeric = torch.zeros_like(base)
@@ -157,10 +170,15 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoints(tmp_pat
 
 
 def test_checkpoints_keep_every_kth_and_the_last(tmp_path, tiny_data):
-    cfg = config.SearchConfig(**{**TINY, "epochs": 5, "weight_size": 64, "alpha_size": 64}, checkpoint_every=2)
+    cfg = config.SearchConfig(
+        **{**TINY, "epochs": 5, "weight_size": 64, "alpha_size": 64}, checkpoint_every=2
+    )
     run, _ = _run(cfg, tmp_path, "keep", tiny_data)
-    assert sorted(p.name for p in run.checkpoint_dir.glob("*.pt")) == ["epoch-0002.pt", "epoch-0004.pt",
-                                                                     "epoch-0005.pt"]
+    assert sorted(p.name for p in run.checkpoint_dir.glob("*.pt")) == [
+        "epoch-0002.pt",
+        "epoch-0004.pt",
+        "epoch-0005.pt",
+    ]
 
 
 def test_fast_alpha_step_equals_the_naive_one():
@@ -168,7 +186,10 @@ def test_fast_alpha_step_equals_the_naive_one():
 
     cfg = config.SearchConfig(C=4, N=1)
     g = torch.Generator().manual_seed(3)
-    x, y = torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g)
+    x, y = (
+        torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64),
+        torch.randint(0, 10, (8,), generator=g),
+    )
     results = {}
     for impl in ("naive", "fast"):
         net = build_supernet(cfg.replace(implementation=impl), 0, torch.device("cpu")).double().train()

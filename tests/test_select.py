@@ -148,22 +148,24 @@ def test_records_of_the_earlier_format_score_to_their_stored_numbers(run_a, trut
     from bench.opscores import to_jsonable
 
     truths = {m: truth.metric(m) for m in ("cifar10_test", "cifar100_test", "ImageNet16-120_test")}
-    old = {"epoch": 2, "criterion": "magnitude", "scores": to_jsonable(scores), "cell": space.to_string(cell),
-           "cell_index": truth.benchmark_index(cell), "parameter_free_ops": space.count_parameter_free(cell),
+    old = {"epoch": 2, "criterion": "magnitude", "scores": to_jsonable(scores),
+           "cell": space.to_string(cell), "cell_index": truth.benchmark_index(cell),
+           "parameter_free_ops": space.count_parameter_free(cell),
            "accuracies": truth.lookup(cell, ["cifar10_test", "cifar100_test", "ImageNet16-120_test",
                                              "cifar10-valid_valid"]),
-           "rank": stats.rank_report(scores, truths, derived=cell), "options": {}, "info": {}, "allow_none": True,
-           "valid_size": 2000}
+           "rank": stats.rank_report(scores, truths, derived=cell), "options": {}, "info": {},
+           "allow_none": True, "valid_size": 2000}
     again = score.score_selection(json.loads(json.dumps(old)), truth)
     for key in ("cell", "cell_index", "parameter_free_ops", "accuracies"):
         assert again[key] == old[key], key
     assert json.dumps(again["rank"], sort_keys=True) == json.dumps(json.loads(json.dumps(old["rank"])),
                                                                    sort_keys=True)
-    assert select.selection_key(old) == select.selection_key({**old, "valid_size": 64})  # magnitude reads no data
+    # magnitude reads no data: the validation size is no part of its key
+    assert select.selection_key(old) == select.selection_key({**old, "valid_size": 64})
 
 
-def test_a_run_searched_and_selected_without_any_table_is_scored_later(tmp_path, cifar_root, truth, table_path,
-                                                                      monkeypatch, capsys):
+def test_a_run_searched_and_selected_without_any_table_is_scored_later(tmp_path, cifar_root, truth,
+                                                                      table_path, monkeypatch, capsys):
     monkeypatch.delenv("BENCH_BENCHMARK", raising=False)
     monkeypatch.setenv("BENCH_SHARED_DATA", str(tmp_path / "nowhere"))
     args = ["search", "--profile", "smoke", "--quiet", "--data-dir", str(cifar_root), "--experiment", "bare"]
@@ -194,14 +196,15 @@ def test_epoch_zero_is_the_initialisation_recreated_from_the_seed(run_a):
     assert select.parse_epochs("all", [1, 2]) == [1, 2]  # 0 only when named
 
 
-def test_criteria_score_a_copy_of_the_network_they_are_given(run_a):
+def test_criteria_score_a_copy_of_the_network_they_are_given(run_a, cifar_root):
     net = load_supernet(run_a, 2, torch.device("cpu"))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     from bench import data
 
-    d = data.load_search_data(run_a.meta()["data"]["root"], torch.device("cpu"), 64, 64, split_seed=0)
+    d = data.load_search_data(cifar_root, torch.device("cpu"), 64, 64, split_seed=0)
     context = criteria.Context(data=d, seed=0, options={}, valid_size=64)
-    criteria.compute("darts-pt-oneshot", net, context)  # train-mode BN: it changes running statistics of what it gets
+    # train-mode BN: it changes running statistics of the network it gets
+    criteria.compute("darts-pt-oneshot", net, context)
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -236,7 +239,11 @@ def test_a_record_of_the_wrong_shape_names_file_and_line(run_a):
 def test_protocol_four_needs_a_sample_of_two_cells_or_more(run_a):
     with pytest.raises(UserError, match="--supernet-tau"):
         select.apply(run_a, ["magnitude"], [2], supernet_tau=1, valid_size=32, progress=False)
-    assert np.isfinite(select.supernet_sample(5)).all()
+    sample = select.supernet_sample(5)
+    assert len(set(sample.tolist())) == 5 and list(sample) == sorted(sample)
+    assert all(space.has_path(space.from_code(int(code))) for code in sample)  # cells with a path only
+    assert np.array_equal(sample, select.supernet_sample(5))  # the same for every run
+    assert not np.array_equal(sample, select.supernet_sample(5, seed=1))
 
 
 def test_the_collapse_indicator_is_logged_by_select_and_by_search(run_a, tmp_path, cifar_root, capsys):
@@ -256,9 +263,10 @@ def test_the_collapse_indicator_is_logged_by_select_and_by_search(run_a, tmp_pat
     assert again["eigenvalue"] == pytest.approx(record["hessian"]["eigenvalue"], rel=1e-6)
     # during a search: every k-th epoch's record holds it; the training itself is unchanged
     cfg = config.resolve("smoke").replace(**SMALL)
-    plain = experiment.search("smoke", cfg, 0, data_dir=cifar_root, progress=False, run=Run(tmp_path / "plain"))
-    measured = experiment.search("smoke", cfg.replace(hessian_every=1, hessian_images=32), 0, data_dir=cifar_root,
-                                 progress=False, run=Run(tmp_path / "measured"))
+    plain = experiment.search("smoke", cfg, 0, data_dir=cifar_root, progress=False,
+                              run=Run(tmp_path / "plain"))
+    measured = experiment.search("smoke", cfg.replace(hessian_every=1, hessian_images=32), 0,
+                                 data_dir=cifar_root, progress=False, run=Run(tmp_path / "measured"))
     assert [r["alpha"] for r in plain.epochs()] == [r["alpha"] for r in measured.epochs()]
     assert all(np.isfinite(r["hessian"]["eigenvalue"]) for r in measured.epochs())
     assert "hessian" not in plain.epochs()[0]

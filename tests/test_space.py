@@ -7,9 +7,16 @@ from bench.errors import UserError
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 
 
-def test_orders_match_the_reference():
-    assert space.OPS == ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-    assert space.EDGES == ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+def test_op_and_edge_orders_are_the_reference_string_order():
+    """NB201's string lists node 1's input, then node 2's (from 0, 1), then node 3's (from 0, 1, 2);
+    op index i is the i-th op of the reference's ``NAS_BENCH_201`` list."""
+    text = "|none~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|"
+    assert space.parse(text) == (0, 1, 2, 3, 4, 0)
+    assert space.to_string((0, 1, 2, 3, 4, 0)) == text
+    for edge, (node, source) in enumerate(space.EDGES):
+        cell = [0] * 6
+        cell[edge] = 3
+        assert f"|nor_conv_3x3~{source}|" in space.to_string(cell).split("+")[node - 1]
 
 
 def test_string_tuple_code_round_trip_for_all_cells():
@@ -36,7 +43,8 @@ def test_parse_all_skip():
     (ALL_SKIP.replace("skip_connect~1|+", "skip_conect~1|+", 1), "unknown op 'skip_conect'"),
     (ALL_SKIP.replace("skip_connect~2", "skip_connect~3"), "must read from node 2"),
     (ALL_SKIP.replace("|skip_connect~0|skip_connect~1|+", "|skip_connect~0|+", 1), "node group"),
-    (ALL_SKIP.replace("skip_connect~0|+|skip_connect~0|skip", "skip_connect0|+|skip_connect~0|skip", 1), "lacks '~input'"),
+    (ALL_SKIP.replace("skip_connect~0|+|skip_connect~0|skip", "skip_connect0|+|skip_connect~0|skip", 1),
+     "lacks '~input'"),
     (ALL_SKIP.strip("|"), "must start and end"),
     ("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|conv~2|", "unknown op 'conv'"),
     ("|nor_conv_3x3~1|+|none~0|none~1|+|none~0|none~1|none~2|", "must read from node 0"),

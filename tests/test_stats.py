@@ -100,14 +100,26 @@ def test_supernet_level():
     assert row["kendall_tau"] == 1.0 and row["n"] == 4
 
 
-def test_full_report_rows_and_repeatability(truth):
-    s = np.random.default_rng(0).normal(size=(6, 5))
-    truths = {"cifar10_test": truth.metric("cifar10_test")}
-    first = stats.rank_report(s, truths)
-    rows = stats.rank_report(s, truths)  # cached state must not change the answer
-    assert len(rows) == 9 and rows == first
-    subsets = [(r["protocol"], r["subset"]) for r in rows]
-    assert ("2-op-marginal", "spearman-mean") in subsets and ("2-op-marginal", "spearman-max") in subsets
+def test_rank_report_puts_each_protocol_on_its_own_rows(truth):
+    """Protocols 1-3 per metric: scores that are the conditional truth around the optimum derive
+    the optimum and rank its ops perfectly (protocol 3, both references); the marginal means rank
+    the ops perfectly in protocol 2 and the cells well in protocol 1; ``derived`` moves protocol 3."""
+    c10, c100 = truth.metric("cifar10_test"), truth.metric("cifar100_test")
+    optimum = space.from_code(int(np.nanargmax(c10)))
+    truths = {"cifar10_test": c10, "cifar100_test": c100}
+    rows = stats.rank_report(stats.conditional_truth(c10, optimum), truths)
+    assert len(rows) == 2 * 9 and [r["metric"] for r in rows] == ["cifar10_test"] * 9 + ["cifar100_test"] * 9
+    by_key = {(r["protocol"], r["subset"]): r for r in rows[:9]}
+    for subset in ("derived", "optimum"):
+        assert by_key["3-op-conditional", subset]["kendall_tau"] == pytest.approx(1.0)
+        assert by_key["3-op-conditional", subset]["reference"] == space.to_string(optimum)
+    mean, _ = stats.op_marginals(c10)
+    rows = {(r["protocol"], r["subset"]): r for r in stats.rank_report(mean, {"cifar10_test": c10},
+                                                                      derived=(1,) * 6)}
+    assert rows["2-op-marginal", "mean"]["kendall_tau"] == pytest.approx(1.0)
+    assert rows["2-op-marginal", "spearman-mean"]["spearman"] == pytest.approx(1.0)
+    assert rows["1-arch", "all"]["kendall_tau"] > 0.5 and rows["1-arch", "unique"]["n"] == 6466
+    assert rows["3-op-conditional", "derived"]["reference"] == space.to_string((1,) * 6)
 
 
 def test_mean_std():

@@ -12,7 +12,8 @@ from bench import supernet as supernet_mod
 from bench.supernet import CellNetwork, Supernet, avg_pool_3x3, count_parameters
 
 
-LAYOUTS = pytest.mark.parametrize("layout", [(torch.contiguous_format, False), (torch.contiguous_format, True),
+LAYOUTS = pytest.mark.parametrize("layout", [(torch.contiguous_format, False),
+                                             (torch.contiguous_format, True),
                                              (torch.channels_last, False), (torch.channels_last, True)],
                                    ids=["nchw", "nchw-fused", "nhwc", "nhwc-fused"])
 
@@ -56,7 +57,8 @@ def _compare(net, x, y, **kw):
 
 def _batch(seed=1, n=6):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (n,), generator=g)
+    images = torch.randn(n, 3, 32, 32, generator=g, dtype=torch.float64)
+    return images, torch.randint(0, 10, (n,), generator=g)
 
 
 def test_avg_pool_equals_count_exclude_pad():
@@ -70,7 +72,8 @@ def test_fast_equals_naive_outputs_and_all_gradients(layout):
     _compare(net, *_batch())
 
 
-@pytest.mark.skipif(not device_mod._compiler_available(torch.device("cpu")), reason="no C++ compiler: the search runs eager")
+@pytest.mark.skipif(not device_mod._compiler_available(torch.device("cpu")),
+                    reason="no C++ compiler: the search runs eager")
 @pytest.mark.filterwarnings("error:torch.compile failed")  # no silent fallback to eager
 @pytest.mark.parametrize("pruned", [False, True], ids=["all-ops", "pruned-and-fixed"])
 def test_compiled_training_forward_equals_naive(pruned):
@@ -105,7 +108,8 @@ def test_compiled_forward_applies_to_full_training_batches_only():
     with torch.no_grad():
         assert not net._compiles(x, None)
     assert not net.eval()._compiles(x, None)
-    assert not Supernet(C=4, N=1, implementation="naive").use_layout(torch.contiguous_format, True, True).compiled
+    naive = Supernet(C=4, N=1, implementation="naive")
+    assert not naive.use_layout(torch.contiguous_format, True, True).compiled
 
 
 def test_a_failing_compiler_falls_back_to_eager_with_a_warning():
@@ -145,8 +149,8 @@ def test_compiled_skip_dropout_takes_p_as_a_tensor():
 def test_channels_last_layout_is_really_used():
     net = _pair(layout=(torch.channels_last, True))
     seen = []
-    net.cells[1].register_forward_hook(
-        lambda module, inputs, output: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    net.cells[1].register_forward_hook(lambda module, inputs, output: seen.append(
+        inputs[0].is_contiguous(memory_format=torch.channels_last)))
     net(_batch()[0])
     assert seen == [True] and net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
 
@@ -173,12 +177,16 @@ def test_perturbation_weights_with_compute_mask_equal_naive(layout):
 
 
 def _masks(net, pairs):
-    """DARTS-PT's masked mixing weights and compute masks for (edge, op) ``pairs``."""
-    from criteria.darts_pt import _masked
-
+    """DARTS-PT's masked mixing weights (op ``op`` of ``edge`` set to 0, no renormalisation) and
+    the compute masks that skip it, for (edge, op) ``pairs``."""
     base = net.arch_weights().detach()
-    weights, masks = zip(*(_masked(base, edge, op) for edge, op in pairs))
-    return list(weights), list(masks)
+    weights, masks = [], []
+    for edge, op in pairs:
+        weights.append(base.clone())
+        weights[-1][edge, op] = 0.0
+        masks.append(np.ones((6, 5), bool))
+        masks[-1][edge, op] = False
+    return weights, masks
 
 
 @LAYOUTS
@@ -254,8 +262,9 @@ def test_reference_parameter_counts():
     assert count_parameters(CellNetwork((3,) * 6)) == 1531546      # all conv3x3: 1.531546 M
 
 
-@pytest.mark.parametrize("index, dataset, classes", [(0, "cifar10", 10), (11, "cifar10", 10), (284, "cifar10", 10),
-                                                     (11, "cifar100", 100), (284, "ImageNet16-120", 120)])
+@pytest.mark.parametrize("index, dataset, classes", [(0, "cifar10", 10), (11, "cifar10", 10),
+                                                     (284, "cifar10", 10), (11, "cifar100", 100),
+                                                     (284, "ImageNet16-120", 120)])
 def test_parameter_counts_match_the_official_records(nats_fixture_dir, index, dataset, classes):
     from bench import benchmark
 

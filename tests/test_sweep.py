@@ -86,17 +86,27 @@ def test_failures_are_recorded_and_retried(tmp_path, cifar_root, capsys):
 def test_second_holder_of_a_lock_is_refused(tmp_path):
     with runstore.run_lock(tmp_path / "run") as first:
         assert first and runstore.is_locked(tmp_path / "run")
-        code = "import sys; from pathlib import Path; from bench import runstore; print(runstore.is_locked(Path(sys.argv[1])))"
-        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True)
+        code = ("import sys; from pathlib import Path; from bench import runstore; "
+                "print(runstore.is_locked(Path(sys.argv[1])))")
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True
+        )
         assert out.stdout.strip() == "True"
     assert not runstore.is_locked(tmp_path / "run")
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("experiment = 1", "experiment must be a string"), ("profile = 'smoke'", "needs experiment"), ("experiment = 'x'\ncolour = 1", "unknown key"),
-    ("experiment = 'x'\nseeds = 'a'", "must be a list"), ("experiment = 'x'\n[select]\nfoo = 1", "[select] has unknown"),
-    ("experiment = 'x'\nmethods = ['magic']", "Unknown method"), ("not toml [", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("experiment = 1", "experiment must be a string"),
+        ("profile = 'smoke'", "needs experiment"),
+        ("experiment = 'x'\ncolour = 1", "unknown key"),
+        ("experiment = 'x'\nseeds = 'a'", "must be a list"),
+        ("experiment = 'x'\n[select]\nfoo = 1", "[select] has unknown"),
+        ("experiment = 'x'\nmethods = ['magic']", "Unknown method"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
 def test_bad_specs(tmp_path, text, fragment, capsys):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -113,10 +123,14 @@ def test_options_flat_or_one_table_per_criterion(tmp_path):
     with pytest.raises(sweep.UserError, match="must be a number"):
         sweep.option_items({"ostr": {"variant": [1]}}, "x")
     path = tmp_path / "opts.toml"
-    path.write_text('experiment = "o"\n[select.options.ostr]\nvariant = "exact"\n[select.options]\n'
-                    '"darts-pt-proj.proj_intv" = 2\n')
-    assert sweep.option_items(sweep.load_spec(path)["select"]["options"], "x") == ["ostr.variant=exact",
-                                                                                    "darts-pt-proj.proj_intv=2"]
+    path.write_text(
+        'experiment = "o"\n[select.options.ostr]\nvariant = "exact"\n[select.options]\n'
+        '"darts-pt-proj.proj_intv" = 2\n'
+    )
+    assert sweep.option_items(sweep.load_spec(path)["select"]["options"], "x") == [
+        "ostr.variant=exact",
+        "darts-pt-proj.proj_intv=2",
+    ]
 
 
 def test_expected_checkpoints():
@@ -131,10 +145,17 @@ def test_dask_local_cluster(tmp_path, cifar_root):
     from distributed import LocalCluster
 
     spec = _spec(tmp_path, "dask", tmp_path / "dask", methods=("darts",))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        results = sweep.run_sweep(spec, backend="dask", scheduler=cluster.scheduler_address,
-                                  data_dir=str(cifar_root), progress=False, threads=1)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        results = sweep.run_sweep(
+            spec,
+            backend="dask",
+            scheduler=cluster.scheduler_address,
+            data_dir=str(cifar_root),
+            progress=False,
+            threads=1,
+        )
     assert sorted(r["status"] for r in results) == ["done", "done"]
     local = _spec(tmp_path, "local", tmp_path / "local", methods=("darts",))
     sweep.run_sweep(local, 1, data_dir=str(cifar_root), progress=False, threads=1)
