@@ -1,6 +1,7 @@
 """NAS-Bench-201 architecture-selection harness.
 
-Data flows one way: ``bench.data`` -> ``bench.supernet`` -> ``bench.search`` ->
-``criteria`` -> ``bench.benchmark`` (ground truth) -> ``bench.stats`` -> reports.
+Data flows one way, one sub-package per stage: ``bench.data`` -> ``bench.nets`` (supernet) ->
+``bench.search`` -> ``bench.runs`` (checkpoints, selections) -> ``criteria`` -> ``bench.score`` ->
+``bench.nb201`` (ground truth) -> ``bench.stats`` -> ``bench.report``.
 """
 __version__ = "0.1.0"

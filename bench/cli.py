@@ -16,7 +16,7 @@ from bench.errors import UserError
 
 def _seed(text: str) -> int:
     """argparse type: a generator seed, 0 to 2**32 - 1."""
-    from bench.config import check_seed
+    from bench.search.config import check_seed
 
     try:
         return check_seed(int(text), "the seed")
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_benchmark(args) -> int:
-    from bench import benchmark
+    from bench.nb201 import benchmark
 
     if args.action == "convert":
         from bench.paths import output_file
@@ -205,7 +205,7 @@ def cmd_benchmark(args) -> int:
     truth = benchmark.load_cached(args.benchmark)
     cell = _cell_argument(args.cell)
     code = truth.code(cell)
-    from bench import space
+    from bench.nb201 import space
 
     print(f"cell   {space.to_string(space.from_code(code))}")
     print(f"index  {truth.index[code]}")
@@ -228,8 +228,9 @@ def cmd_tau(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from bench import benchmark, opscores, space, stats
+    from bench import opscores, stats
     from bench.atomic import write_atomic
+    from bench.nb201 import benchmark, space
     from bench.paths import output_file
 
     out = output_file(args.out or Path(args.scores).with_suffix(".tau.csv"), "--out", inputs=(args.scores,))
@@ -259,9 +260,10 @@ def cmd_tau(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from bench import config, experiment
     from bench.paths import writable_dir, writable_results_dir
-    from bench.runstore import Run, busy_error, is_locked
+    from bench.runs import experiment
+    from bench.runs.runstore import Run, busy_error, is_locked
+    from bench.search import config
 
     cfg = config.resolve(args.profile, args.overrides, args.method)
     _check_inputs(args.device, args.data_dir, args.benchmark)
@@ -287,9 +289,9 @@ def cmd_search(args) -> int:
 
 def _check_inputs(device: str | None, data_dir: str | None, benchmark: str | None) -> None:
     """The device, CIFAR-10 and the benchmark table a search needs, before its run folder exists."""
-    from bench import benchmark as benchmark_mod
     from bench import data
     from bench import device as device_mod
+    from bench.nb201 import benchmark as benchmark_mod
     from bench.paths import default_data_dir
 
     device_mod.choose(device)
@@ -302,7 +304,7 @@ def ground_truth(benchmark: str | None):
     """The table to score against: the one named by ``--benchmark`` or ``$BENCH_BENCHMARK`` (its
     errors stand), else the shared default table if it exists, else ``None`` (a run is then
     shown without accuracies)."""
-    from bench import benchmark as benchmark_mod
+    from bench.nb201 import benchmark as benchmark_mod
     from bench.paths import default_benchmark_file
 
     if benchmark or os.environ.get("BENCH_BENCHMARK") or default_benchmark_file().exists():
@@ -313,8 +315,8 @@ def ground_truth(benchmark: str | None):
 def print_run(run, benchmark: str | None = None) -> None:
     """Per-epoch table of a run, each magnitude cell scored now against the table."""
     from bench import score
-    from bench.cellcost import cell_cost
-    from bench.runstore import Run
+    from bench.nets.cellcost import cell_cost
+    from bench.runs.runstore import Run
 
     run = Run.open(run.path if isinstance(run, Run) else run)
     records = run.epochs()
@@ -342,8 +344,8 @@ def print_run(run, benchmark: str | None = None) -> None:
 
 def _print_method_cell(run, truth) -> None:
     """For a method whose alpha derives no cell (darts-fix-alpha), say where its cell comes from."""
-    from bench.methods import METHODS
-    from bench.select import selections
+    from bench.runs.records import selections
+    from bench.search.methods import METHODS
 
     method = run.meta()["config"].get("method", "darts")
     criterion = getattr(METHODS.get(method), "cell_criterion", None)
@@ -363,11 +365,11 @@ def _print_method_cell(run, truth) -> None:
 
 
 def cmd_select(args) -> int:
-    from bench import select
     from bench.device import choose
-    from bench.runstore import Run
-    from bench.search import checkpoint_epochs
-    from bench.sweep import check_supernet_tau
+    from bench.runs import records, select
+    from bench.runs.checkpoints import checkpoint_epochs
+    from bench.runs.runstore import Run
+    from bench.runs.sweep import check_supernet_tau
 
     run = Run.open(args.run)
     if not args.criteria.replace(",", "").strip():
@@ -384,9 +386,9 @@ def cmd_select(args) -> int:
     print(f"{len(written)} new selection record(s) in {run.path / 'selections.jsonl'}")
     print(f"{'epoch':>5} {'criterion':14} {'C10':>6} {'C100':>6} {'IN16':>6} {'tau':>7} "
           f"{'cost(ep)':>8}  cell")
-    for r in select.selections(run, ground_truth(args.benchmark)):
-        if r["criterion"] in (select.SUPERNET, select.HESSIAN):
-            if r["criterion"] == select.HESSIAN:
+    for r in records.selections(run, ground_truth(args.benchmark)):
+        if r["criterion"] in (records.SUPERNET, records.HESSIAN):
+            if r["criterion"] == records.HESSIAN:
                 print(f"{r['epoch']:5d} {'_hessian':14} dominant eigenvalue {r['hessian']['eigenvalue']:.4g} "
                       f"({r['hessian']['images']} images, {r['hessian']['hvps']} Hessian-vector products)")
             continue
@@ -402,7 +404,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from bench import sweep
+    from bench.runs import sweep
 
     started = time.perf_counter()
     results = sweep.run_sweep(args.spec, args.jobs, args.backend, args.scheduler, args.retry_failed,
@@ -423,7 +425,7 @@ def _print_status(rows: list[dict]) -> None:
 
 
 def cmd_status(args) -> int:
-    from bench import sweep
+    from bench.runs import sweep
 
     _print_status(sweep.status_rows(args.target))
     return 0
@@ -470,8 +472,9 @@ def _check_report_paths(experiment: str, out: str | None) -> None:
 def cmd_perf(args) -> int:
     import torch
 
-    from bench import config, perf
+    from bench import perf
     from bench import device as device_mod
+    from bench.search import config
 
     if args.epoch and args.methods is not None:
         raise UserError("perf: choose --epoch or --methods, not both")
@@ -487,7 +490,7 @@ def cmd_perf(args) -> int:
             print(perf.format_epochs(size, perf.time_epoch(size, args.device, args.steps)))
         return 0
     if args.methods is not None:
-        from bench.methods import METHODS
+        from bench.search.methods import METHODS
 
         names = tuple(METHODS) if args.methods == "all" else tuple(m.strip() for m in args.methods.split(","))
         unknown = [m for m in names if m not in METHODS]
@@ -506,9 +509,12 @@ def cmd_perf(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from bench import benchmark, config, data, experiment, score
-    from bench.paths import cifar_builder, default_data_dir
     import criteria
+    from bench import data, score
+    from bench.nb201 import benchmark
+    from bench.paths import cifar_builder, default_data_dir
+    from bench.runs import experiment
+    from bench.search import config
     import subprocess
 
     from bench import device as device_mod
@@ -528,7 +534,7 @@ def cmd_demo(args) -> int:
     cfg = config.resolve("smoke")
     run = experiment.search("smoke", cfg, args.seed, "demo", device=args.device, progress=True)
     print_run(run)
-    from bench.search import load_supernet
+    from bench.runs.checkpoints import load_supernet
 
     net = load_supernet(run, device=device_mod.choose(args.device))
     scores = criteria.compute("magnitude", net, owned=True)

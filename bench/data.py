@@ -199,3 +199,15 @@ def load_search_data(root: str | Path, device: torch.device, weight_size: int = 
     return SearchData(to_device(images[w_idx], labels[w_idx], device),
                       to_device(images[a_idx], labels[a_idx], device),
                       test, w_idx, a_idx, digest.hexdigest())
+
+
+def fixed_batches(data: DeviceDataset, size: int | None,
+                  batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``size`` images (all if None) of ``data``, normalised, in fixed batches.
+
+    Built once and reused, so every masked evaluation of a criterion sees the same images."""
+    n = len(data) if size is None else min(int(size), len(data))
+    if n <= 0:
+        raise UserError(f"validation subset size must be positive, got {size}")
+    return [(normalize(data.images[s:min(s + batch_size, n)]), data.labels[s:min(s + batch_size, n)])
+            for s in range(0, n, batch_size)]

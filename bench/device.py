@@ -109,13 +109,13 @@ def supernet_layout(device: torch.device, channels: int) -> Layout:
     compile_ = os.environ.get("BENCH_COMPILE")
     if compile_ not in (None, "", "0", "1"):
         raise UserError(f"BENCH_COMPILE must be 0 or 1, not {compile_!r}")
-    compile_ = compile_ == "1" if compile_ else channels >= 8 and _compiler_available(device)
+    compile_ = compile_ == "1" if compile_ else channels >= 8 and compiler_available(device)
     return Layout(memory_format, fuse_convs, compile_)
 
 
 def masks_together(device: torch.device) -> int:
     """How many DARTS-PT masks one evaluation forward carries by default
-    (``bench.evaluate.evaluate_each``; the criterion's ``masks_together`` option overrides).
+    (``bench.nets.evaluate.evaluate_each``; the criterion's ``masks_together`` option overrides).
 
     4 (one edge's ops) on CUDA, where the 4x batch fills the GPU and saves kernel launches
     (not measured here: no GPU); 1 on the CPU, where a bigger batch is slower per image:
@@ -124,7 +124,7 @@ def masks_together(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 1
 
 
-def _compiler_available(device: torch.device) -> bool:
+def compiler_available(device: torch.device) -> bool:
     """Whether ``torch.compile``'s default backend can build kernels for ``device`` here."""
     import importlib.util
     import shutil

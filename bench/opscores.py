@@ -3,7 +3,7 @@
 JSON: a 6 x 5 list of lists, or an object with a ``"scores"`` key holding one; ``null``
 means unavailable (NaN).  CSV: 6 rows of 5 numbers, optionally with a header row of op
 names and a first column of edge names (``1<-0`` ...).  Rows in edge order, columns in op
-order (``bench.space.EDGES`` / ``OPS``).
+order (``bench.nb201.space.EDGES`` / ``OPS``).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import space
 from bench.atomic import parse_json, write_atomic
 from bench.errors import UserError
+from bench.nb201 import space
 
 EDGE_NAMES = tuple(f"{j}<-{i}" for j, i in space.EDGES)
 _FORM = ("a 6 x 5 matrix: rows = edges " + ", ".join(EDGE_NAMES) + "; columns = ops " + ", ".join(space.OPS))

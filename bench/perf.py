@@ -27,8 +27,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import device as device_mod
-from bench.config import PROFILES
-from bench.search import alpha_step, build_supernet, make_optimizers, weight_step
+from bench.runs.checkpoints import build_supernet
+from bench.search.config import PROFILES
+from bench.search.steps import alpha_step, make_optimizers, weight_step
 
 
 @dataclass
@@ -109,14 +110,14 @@ def reference_step(size: str, step: str, device: torch.device) -> tuple[dict[tup
     computes and discards.  Every implementation's GFLOP/s is this count over its time: the
     same useful work for all, whatever extra the optimized ones spend (pooling as a depthwise
     convolution) or skip."""
-    from bench.search import _frozen
+    from bench.search.steps import frozen
 
     cfg, net = _build(size, "naive", device)
     w_opt, a_opt = make_optimizers(net, cfg)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (cfg.batch_size,), device=device)
     recorder, counter = _ConvCalls(), FlopCounterMode(display=False)
-    with recorder, counter, _frozen(net.weight_parameters() if step == "alpha" else []):
+    with recorder, counter, frozen(net.weight_parameters() if step == "alpha" else []):
         weight_step(net, w_opt, x, y, cfg.grad_clip) if step == "weight" else alpha_step(net, a_opt, x, y)
     return recorder.calls, counter.get_total_flops()
 
@@ -284,7 +285,7 @@ def time_epoch(size: str = "cpu", device: str | None = None, steps: int | None =
 
 
 def _time_epoch(size: str, implementation: str, device: str | None, steps: int | None) -> dict:
-    from bench.search import train_epoch
+    from bench.search.loop import train_epoch
 
     dev = device_mod.choose(device)
     cfg, net = _build(size, implementation, dev)
@@ -344,7 +345,7 @@ def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
     on CPU the process's RSS high-water mark) and its growth over the memory in use before
     the supernet was built.
     """
-    from bench import methods as methods_mod
+    from bench.search import methods as methods_mod
 
     stages: list[MethodStage] = []
     predicted: dict[str, dict] = {}
@@ -357,8 +358,8 @@ def time_methods(size: str = "cpu", device: str | None = None, steps: int = 5,
 
 def _time_method(name: str, size: str, device: str | None, steps: int) -> tuple[list, dict]:
     """One method's schedule in this (fresh) process; see ``time_methods``."""
-    from bench import config, methods as methods_mod
-    from bench.search import train_epoch
+    from bench.search import config, methods as methods_mod
+    from bench.search.loop import train_epoch
 
     dev = device_mod.choose(device)
     device_mod.peak_memory_reset(dev)

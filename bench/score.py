@@ -14,8 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from bench import space, stats
-from bench.metrics import DEFAULT_METRIC, HEADLINE_METRICS, REPORTED_METRICS, present
+from bench import stats
+from bench.nb201 import space
+from bench.nb201.metrics import DEFAULT_METRIC, HEADLINE_METRICS, REPORTED_METRICS, present
 
 SUPERNET = "_supernet"
 """Criterion name of protocol-4 records (a seeded sample of cells evaluated inside a checkpoint)."""

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats as _sp
 
-from bench import space
+from bench.nb201 import space
 
 SUBSETS = ("all", "unique", "top10")
 
@@ -168,8 +168,7 @@ def additive_scores(scores: np.ndarray, cells: np.ndarray | None = None) -> np.n
 def _unique_mask() -> np.ndarray:
     mask = np.zeros(space.NUM_CELLS, dtype=bool)
     mask[np.unique(space.iso_class_ids(), return_index=True)[1]] = True
-    mask.setflags(write=False)
-    return mask
+    return _read_only(mask)
 
 
 def unique_mask() -> np.ndarray:
@@ -208,24 +207,29 @@ class TruthFacts:
     descending order and its op marginals.  Obtain through ``truth_facts`` (memoised by content)."""
 
     def __init__(self, values: np.ndarray):
-        self.values = np.array(values, dtype=np.float64)
-        self.values.setflags(write=False)
+        self.values = _read_only(np.array(values, dtype=np.float64))
 
     @cached_property
     def finite(self) -> np.ndarray:
-        return np.isfinite(self.values)
+        return _read_only(np.isfinite(self.values))
 
     @cached_property
     def top10(self) -> np.ndarray:
-        return top_fraction_mask(self.values)
+        return _read_only(top_fraction_mask(self.values))
 
     @cached_property
     def order(self) -> np.ndarray:
-        return _descending(self.values)
+        return _read_only(_descending(self.values))
 
     @cached_property
     def marginals(self) -> tuple[np.ndarray, np.ndarray]:
-        return _marginals(self.values)
+        mean, best = _marginals(self.values)
+        return _read_only(mean), _read_only(best)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 _FACTS: OrderedDict[str, TruthFacts] = OrderedDict()

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from bench import data as data_mod
 from bench.errors import UserError
-from bench.evaluate import BN_MODES, Evaluation, bn_mode, evaluate, evaluate_each
-from criteria import Context, register
+from bench.nets.evaluate import BN_MODES, Evaluation, bn_mode, masked_weights
+from criteria.registry import Context, register
 
 TRANSFORMS = ("official", "plain")
 MASK_TEST = {"crit": "acc", "bn_mode": "train", "batch_size": 64, "transform": "official",
@@ -48,37 +48,6 @@ PROJECTION = {"proj_intv": 5, "tune_steps": 0, "tune_lr_divisor": 10.0, "tune_we
 MASK_TEST_LIMITS = {"crit": ("acc", "loss"), "bn_mode": BN_MODES, "transform": TRANSFORMS,
                     "batch_size": (1, None), "masks_together": (0, None)}
 """What ``resolve_options`` accepts for the mask test's options (checked before any work)."""
-WHOLE_ALPHA_HALF = ("darts-pt-oneshot", "darts-pt-proj")
-"""Criteria whose default validation set is the whole alpha half, as published."""
-
-
-def _masked(weights: torch.Tensor, edge: int, op: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Mixing weights with op ``op`` of ``edge`` set to 0 (no renormalisation) and the compute
-    mask that skips it."""
-    w = weights.clone()
-    w[edge, op] = 0.0
-    mask = np.ones((6, 5), dtype=bool)
-    mask[edge, op] = False
-    return w, mask
-
-
-def edge_drops(net, batches, edge: int, crit: str, mode: str,
-               base: Evaluation | None = None, together: int = 1) -> tuple[np.ndarray, float]:
-    """Drop of each available op on ``edge`` on fixed ``batches`` (``ostr variant=exact``), and the
-    unmasked accuracy.  On fixed batches masking 'none' (zero output, no renormalisation) changes
-    no logit, so its drop is exactly 0 and is not evaluated."""
-    weights = net.arch_weights().detach()
-    if base is None:
-        base = evaluate(net, batches, mode, weights)
-    drops = np.full(5, np.nan)
-    if bool(net.op_mask[edge, 0]):
-        drops[0] = 0.0
-    ops = [op for op in range(1, 5) if bool(net.op_mask[edge, op])]
-    masked = [_masked(weights, edge, op) for op in ops]
-    for op, result in zip(ops, evaluate_each(net, batches, mode, [w for w, _ in masked],
-                                             [m for _, m in masked], together)):
-        drops[op] = base.accuracy - result.accuracy if crit == "acc" else result.loss - base.loss
-    return drops, base.accuracy
 
 
 class ValidQueue:
@@ -141,7 +110,7 @@ def mask_test(net, queue: ValidQueue, edge: int, crit: str, mode: str, together:
     on ties, as the official ``project``."""
     weights = net.arch_weights().detach()
     ops = [op for op in range(5) if bool(net.op_mask[edge, op])]
-    masked = [_masked(weights, edge, op) for op in ops]
+    masked = [masked_weights(weights, edge, op) for op in ops]
     results: list[Evaluation] = []
     for start in range(0, len(ops), together):
         chunk = masked[start:start + together]
@@ -264,7 +233,7 @@ def darts_pt_projection(supernet, context: Context) -> np.ndarray:
 def _tune_epoch(supernet, w_opt, a_opt, cfg, context: Context, ep: int, tune_steps: int) -> None:
     """One tuning epoch of ``projection.py``: per weight batch an alpha step (unless alpha is frozen:
     ``blank-proj`` makes no alpha forward) then a weight step."""
-    from bench.search import NonFiniteLoss, alpha_step, weight_step
+    from bench.search.steps import NonFiniteLoss, alpha_step, weight_step
 
     device = supernet.alpha.device
     generator = data_mod.epoch_generator(context.seed + 104729, ep, device)

@@ -1,7 +1,7 @@
 """An EoiNAS-style indicator on a checkpoint [harness invention] (after Zhou, Xie, Kung; arXiv 1911.10511).
 
 EoiNAS computes its indicator *during training* (the ``eoinas`` search method,
-``bench.methods``); the official code never evaluates one on a finished supernet.  This
+``bench.search.methods``); the official code never evaluates one on a finished supernet.  This
 criterion is the harness's transfer of the idea to a checkpoint, not a published procedure:
 
 I_{e,o} = softmax(alpha_e)_o + lambda * A_{e,o},  lambda = 0.5,
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from bench.errors import UserError
-from bench.evaluate import BN_MODES, evaluate
-from criteria import Context, register, unavailable
+from bench.nets.evaluate import BN_MODES, evaluate
+from criteria.registry import Context, register, unavailable
 
 
 def sampling_probabilities(supernet) -> np.ndarray:

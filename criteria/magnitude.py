@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from criteria import Context, register, unavailable
+from criteria.registry import Context, register, unavailable
 
 
 @register("magnitude", needs_data=False)

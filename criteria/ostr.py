@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UserError
-from bench.evaluate import BN_MODES, bn_mode, evaluate
-from criteria import Context, register, unavailable
+from bench.nets.evaluate import BN_MODES, bn_mode, edge_drops, evaluate
+from criteria.registry import Context, register, unavailable
 
 VARIANTS = ("taylor", "abs", "exact")
 
@@ -63,10 +63,9 @@ def taylor_strength(supernet, batches, mode: str = "eval", absolute: bool = Fals
 
 def exact_loss_change(supernet, batches, mode: str = "eval") -> np.ndarray:
     """L_val with op o on edge e removed (weight 0, no renormalisation) minus L_val: DARTS-PT's
-    mask test with ``crit=loss`` (``darts_pt.edge_drops``), one unmasked evaluation for all edges,
+    mask test with ``crit=loss`` (``bench.nets.evaluate.edge_drops``), one unmasked evaluation for all edges,
     an edge's masks in one forward where the device batches them (``bench.device.masks_together``)."""
     from bench.device import masks_together
-    from criteria.darts_pt import edge_drops
 
     base = evaluate(supernet, batches, mode, supernet.arch_weights().detach())
     together = masks_together(supernet.alpha.device)

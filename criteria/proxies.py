@@ -8,7 +8,7 @@ stand-alone cell network).  Each sets the BatchNorm handling it was published wi
   log |det K_H| where K_H[i, j] counts the ReLU units on which images i and j of the batch have
   the same binary activation code (1 = the ReLU's input is positive), summed over every ReLU of
   the network; BatchNorm in eval mode, as the zc-pt code scores it.  Which ReLUs: one per
-  ReLU-conv-BN op computed (``bench.supernet.ConvBN``, whose input is always a ReLU output here;
+  ReLU-conv-BN op computed (``bench.nets.cells.ConvBN``, whose input is always a ReLU output here;
   NB201's ``ReLUConvBN`` has a ReLU module of its own), the head's ReLU and any ``nn.ReLU`` module.
   The fast supernet shares one ReLU between the convs that read a node: its code is counted once
   per conv that reads it, so the kernel is the one of NB201's per-op ReLU modules.
@@ -33,7 +33,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from bench.errors import UserError
-from bench.evaluate import bn_mode
+from bench.nets.evaluate import bn_mode
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Proxy = Callable[[nn.Module, Forward, torch.Tensor, torch.Tensor], float]
@@ -71,7 +71,7 @@ class _KernelRecorder:
 def recording_relus(net: nn.Module) -> Iterator[_KernelRecorder]:
     """Hooks that feed every ReLU input of ``net`` to a ``_KernelRecorder``.  The supernet's node
     convs run unfused meanwhile, so each conv op is its own module call."""
-    from bench.supernet import ConvBN, Head, SearchCell
+    from bench.nets.cells import ConvBN, Head, SearchCell
 
     recorder = _KernelRecorder()
     handles = []

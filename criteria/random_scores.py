@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from criteria import Context, register, unavailable
+from criteria.registry import Context, register, unavailable
 
 
 @register("random", needs_data=False)

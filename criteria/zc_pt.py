@@ -17,7 +17,7 @@ initialisation) and its mixing weights,
 
 Score matrix: the chosen cell's proposal, per edge, the proxy drop S(A) - S(A - o) measured when
 the edge was decided (A = the supernet with the edges decided before it).  The decided op is the
-row's argmax (NaN counts as -inf, the first index wins ties), so ``bench.space.select_cell(scores)``
+row's argmax (NaN counts as -inf, the first index wins ties), so ``bench.nb201.space.select_cell(scores)``
 is the chosen cell.  Masking ``none`` changes no output and no computed op, so its drop is exactly 0
 and is not evaluated.  Pruned ops (``op_mask``) are NaN; an edge the supernet already fixed keeps its
 op (drop 0, the rest NaN).  ``context.info`` holds every proposal (edge order, per decision the
@@ -48,10 +48,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench import space
+import criteria.proxies as proxies
 from bench.data import normalize
 from bench.errors import UserError
-from criteria import Context, proxies, register
+from bench.nb201 import space
+from criteria.registry import Context, register
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Proposal:
     decisions: list[dict] = field(default_factory=list)
 
 
-class _Batches:
+class Batches:
     """Random batches (no repeated image within a batch) from a pool of images, seeded."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
@@ -129,7 +130,7 @@ def edge_drops(net, weights: torch.Tensor, edge: int, proxy: proxies.Proxy,
     return drops, {"edge": edge, "unmasked": base, "masked": masked}
 
 
-def propose(net, weights: torch.Tensor, proxy: proxies.Proxy, batches: _Batches,
+def propose(net, weights: torch.Tensor, proxy: proxies.Proxy, batches: Batches,
             rng: np.random.Generator) -> Proposal:
     """Decide the undecided edges one at a time in a random order (zc-pt, Alg. 1)."""
     weights = weights.clone()
@@ -167,7 +168,7 @@ def zc_pt(supernet, context: Context) -> np.ndarray:
     proxy = proxies.get(opts["proxy"])
     images, labels = _pool(context)
     batch_size = min(opts["batch_size"], len(labels))
-    batches = _Batches(images, labels, batch_size, context.seed)
+    batches = Batches(images, labels, batch_size, context.seed)
     rng = np.random.default_rng(context.seed)
     weights = supernet.arch_weights().detach()
     began = time.perf_counter()

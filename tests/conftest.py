@@ -26,7 +26,7 @@ def table_path() -> Path:
 
 @pytest.fixture(scope="session")
 def truth(table_path):
-    from bench import benchmark
+    from bench.nb201 import benchmark
 
     return benchmark.load_cached(table_path)
 

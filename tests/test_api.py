@@ -6,11 +6,14 @@ import torch
 
 
 def test_the_five_calls_of_a_notebook(tmp_path, cifar_root, table_path):
-    from bench import benchmark, config, experiment, score, space
-    from bench.report import aggregate, table
-    from bench.runstore import Run
-    from bench.search import load_supernet
     import criteria
+    from bench import score
+    from bench.nb201 import benchmark, space
+    from bench.report import aggregate, table
+    from bench.runs import experiment
+    from bench.runs.checkpoints import load_supernet
+    from bench.runs.runstore import Run
+    from bench.search import config
 
     # 1. load ground truth
     truth = benchmark.load_cached(table_path)

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import benchmark, space
 from bench.errors import UserError
+from bench.nb201 import benchmark, space
 
 ALL_SKIP = (1,) * 6
 

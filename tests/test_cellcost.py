@@ -1,12 +1,13 @@
-"""Parameter counts and FLOPs of stand-alone cells, as NAS-Bench-201 counts them (bench.cellcost)."""
+"""Parameter counts and FLOPs of stand-alone cells, as NAS-Bench-201 counts them (bench.nets.cellcost)."""
 import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import cellcost, space
 from bench.errors import UserError
-from bench.supernet import CellNetwork
+from bench.nb201 import space
+from bench.nets import cellcost
+from bench.nets.cells import CellNetwork
 
 # The network around the cell at C=16, N=5, 32x32, 10 classes, counted by hand.
 STEM_P = 3 * 16 * 9 + 2 * 16                                   # conv3x3 3->16, BN(16)
@@ -53,7 +54,7 @@ def test_paper_values():
 @pytest.mark.parametrize("index", [0, 11, 284])
 def test_match_the_official_records(nats_fixture_dir, index):
     """The official file's params and flops (6 significant decimals, in M), within one parameter/MAC."""
-    from bench import benchmark
+    from bench.nb201 import benchmark
 
     official = benchmark.load_cached(nats_fixture_dir)
     cell = official.cell_of_index(index)
@@ -78,11 +79,11 @@ def test_multiply_adds_agree_with_torch_flop_counter():
 def test_memoised_and_side_effect_free(monkeypatch):
     """The first call for a (cell, classes) pair builds one network, later calls none; the caller's
     random state is untouched, and changing a returned dict changes no later answer."""
-    from bench import supernet
+    from bench.nets import cells
 
     built = []
-    real = supernet.CellNetwork
-    monkeypatch.setattr(supernet, "CellNetwork", lambda *a, **k: built.append(1) or real(*a, **k))
+    real = cells.CellNetwork
+    monkeypatch.setattr(cells, "CellNetwork", lambda *a, **k: built.append(1) or real(*a, **k))
     cell = (2, 3, 0, 4, 1, 2)
     state = torch.random.get_rng_state()
     first = cellcost.cell_cost(cell, num_classes=7)  # 7 classes: no other test asks for them
@@ -105,7 +106,7 @@ def test_bad_input(cell, classes, message):
 
 
 def test_agrees_with_the_benchmark_table(nats_fixture_dir, truth):
-    from bench import benchmark
+    from bench.nb201 import benchmark
 
     official = benchmark.load_cached(nats_fixture_dir)
     assert official.metric("cifar10_params")[official.code(284)] == pytest.approx(0.101306)

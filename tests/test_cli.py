@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import space
 from bench.cli import main
+from bench.nb201 import space
 
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 
@@ -101,7 +101,7 @@ def test_bad_config_values(capsys, override, fragment):
 
 
 def test_set_method_is_the_method_with_its_defaults():
-    from bench import config
+    from bench.search import config
 
     nap = config.resolve("smoke", ["method=nap", "epochs=8"])
     assert nap == config.resolve("smoke", ["epochs=8"], "nap")
@@ -113,8 +113,8 @@ def test_set_method_is_the_method_with_its_defaults():
 @pytest.mark.parametrize("seed, ok", [(0, True), (2**32 - 1, True), (-1, False), (2**32, False),
                                       (True, False), (1.0, False)])
 def test_seed_range(seed, ok):
-    from bench.config import check_seed
     from bench.errors import UserError
+    from bench.search.config import check_seed
 
     if ok:
         assert check_seed(seed) == seed
@@ -204,8 +204,10 @@ def test_cuda_index_beyond_the_visible_devices(monkeypatch):
 PAGE_FAULTS_PER_STEP = """
 import resource, sys
 import torch
-from bench import config, device
-from bench.search import build_supernet, make_optimizers, weight_step
+from bench import device
+from bench.runs.checkpoints import build_supernet
+from bench.search import config
+from bench.search.steps import make_optimizers, weight_step
 
 if sys.argv[1] == "keep":
     device.keep_freed_host_memory()

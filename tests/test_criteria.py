@@ -7,10 +7,14 @@ import pytest
 import torch
 
 import criteria
-from bench import config, data, space
+from bench import data
+from bench.data import fixed_batches
 from bench.errors import UserError
-from bench.evaluate import evaluate, fixed_batches
-from bench.search import build_supernet, make_optimizers, weight_step
+from bench.nb201 import space
+from bench.nets.evaluate import evaluate
+from bench.runs.checkpoints import build_supernet
+from bench.search import config
+from bench.search.steps import make_optimizers, weight_step
 from criteria import Context
 from criteria.ostr import exact_loss_change, taylor_strength
 
@@ -185,7 +189,7 @@ def test_eoinas_accuracy_term_counts_samples(slice_data):
 def test_eoinas_measures_ops_no_draw_picked(slice_data):
     """softmax(alpha) ~ 1 on conv3x3 everywhere: the draws all give one cell, and every other op gets
     one forced draw of its own (its edge set to it, the rest drawn), whose accuracy enters A."""
-    from bench.evaluate import evaluate
+    from bench.nets.evaluate import evaluate
 
     net = _tiny(7)
     with torch.no_grad():
@@ -275,8 +279,8 @@ def test_select_command_on_a_smoke_run(cifar_root, capsys, isolated_results, tru
 
 @pytest.mark.parametrize("freeze", [False, True])
 def test_darts_pt_projection_decides_every_edge_once(cifar_root, freeze):
-    from bench import experiment, select
-    from bench.search import load_supernet
+    from bench.runs import experiment, select
+    from bench.runs.checkpoints import load_supernet
 
     cfg = config.resolve("smoke").replace(epochs=1, freeze_alpha=freeze)
     run = experiment.search("smoke", cfg, 0, "proj", data_dir=cifar_root, progress=False)
@@ -305,7 +309,7 @@ def test_masking_none_changes_no_logit_on_fixed_batches(slice_data, mode):
     """Why ``edge_drops`` (ostr exact) does not evaluate 'none': on fixed batches, 'none' masked
     (weight 0, no renormalisation) equals the unmasked network.  The DARTS-PT mask test evaluates
     it anyway: there every evaluation has its own shuffle and augmentation, as the official queue."""
-    from bench.evaluate import evaluate
+    from bench.nets.evaluate import evaluate
 
     net = _tiny(2)
     with torch.no_grad():

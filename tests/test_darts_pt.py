@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench import config, data, space, sweep
-from bench.runstore import Run
-from bench.search import load_supernet
+from bench import data
+from bench.nb201 import space
+from bench.runs import sweep
+from bench.runs.checkpoints import load_supernet
+from bench.runs.runstore import Run
+from bench.search import config
 from criteria import Context
 from criteria.darts_pt import MASK_TEST, PROJECTION, ValidQueue, deviations
 
@@ -103,7 +106,7 @@ def test_validation_size_and_what_the_record_calls_a_deviation(cifar_root, size,
 def test_darts_pt_options_are_checked_before_any_work(cifar_root):
     import criteria
     from bench.errors import UserError
-    from bench.search import build_supernet
+    from bench.runs.checkpoints import build_supernet
 
     alpha = data.load_search_data(cifar_root, torch.device("cpu"), 64, 64, split_seed=0).alpha
     net = build_supernet(config.SearchConfig(C=4, N=1), 0, torch.device("cpu"))

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import atomic, config, experiment
+from bench import atomic
 from bench.errors import UserError
 from bench.paths import PROJECT_ROOT
-from bench.runstore import Run, is_locked, run_lock
+from bench.runs import experiment
+from bench.runs.runstore import Run, is_locked, run_lock
+from bench.search import config
 from conftest import run_records, smoke_spec
 
 TINY = ["--set", "epochs=3", "--set", "weight_size=256", "--set", "alpha_size=256",
@@ -156,18 +158,18 @@ def test_append_on_a_full_disk_says_so(tmp_path, monkeypatch):
 
 
 def test_nan_then_restart_from_the_last_good_checkpoint_with_a_lower_lr(tmp_path, cifar_root, monkeypatch):
-    from bench import search
-    from bench.search import NonFiniteLoss
+    from bench.search import loop
+    from bench.search.steps import NonFiniteLoss
 
     monkeypatch.setenv("BENCH_RESULTS", str(tmp_path))
-    real = search.cosine_lr
-    monkeypatch.setattr(search, "cosine_lr", lambda cfg, epoch: real(cfg, epoch) if epoch == 0 else 1e12)
+    real = loop.cosine_lr
+    monkeypatch.setattr(loop, "cosine_lr", lambda cfg, epoch: real(cfg, epoch) if epoch == 0 else 1e12)
     cfg = config.resolve("smoke", [t for t in TINY if t != "--set"] + ["grad_clip=0"])
     with pytest.raises(NonFiniteLoss, match=r"epoch 2, step \d+"):
         experiment.search("smoke", cfg, 0, "nan", data_dir=cifar_root, progress=False)
     broken = Run.for_config("nan", cfg, 0, "smoke")
     assert [r["epoch"] for r in broken.epochs()] == [1] and (broken.path / "failed").exists()
-    monkeypatch.setattr(search, "cosine_lr", real)
+    monkeypatch.setattr(loop, "cosine_lr", real)
     lower = config.resolve("smoke", [t for t in TINY if t != "--set"] + ["grad_clip=0", "w_lr=0.0125"])
     fixed = experiment.search("smoke", lower, 0, "nan", data_dir=cifar_root, progress=False,
                               restart_from=broken.path)
@@ -175,7 +177,7 @@ def test_nan_then_restart_from_the_last_good_checkpoint_with_a_lower_lr(tmp_path
     records = fixed.epochs()
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[0]["alpha"] == broken.epochs()[0]["alpha"] and records[1]["lr"] == pytest.approx(
-        search.cosine_lr(lower, 1))
+        loop.cosine_lr(lower, 1))
     assert fixed.meta()["restarted_from"] == str(broken.path) and fixed.config().w_lr == 0.0125
 
 
@@ -183,7 +185,7 @@ def test_a_second_process_on_the_same_run_is_refused_and_a_dead_holder_is_taken_
     results = tmp_path
     cfg = config.resolve("smoke", [t for t in TINY if t != "--set"])
     run = Run.for_config("f", cfg, 0, "smoke")  # BENCH_RESULTS is the per-test results folder
-    hold = ("import sys, time; from bench.runstore import run_lock\n"
+    hold = ("import sys, time; from bench.runs.runstore import run_lock\n"
             "with run_lock(sys.argv[1]) as mine:\n    print(mine, flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(run.path)], env=_env(results),
                               stdout=subprocess.PIPE, text=True)
@@ -196,7 +198,7 @@ def test_a_second_process_on_the_same_run_is_refused_and_a_dead_holder_is_taken_
     assert experiment.search("smoke", cfg, 0, "f", data_dir=cifar_root, progress=False).is_done
     with run_lock(run.path, ".select.lock") as mine:
         assert mine
-        from bench import select
+        from bench.runs import select
 
         with pytest.raises(UserError, match="Another `select`"):
             select.apply(run, ["magnitude"], [3], valid_size=64, data_dir=cifar_root, progress=False)
@@ -212,7 +214,7 @@ def test_changed_training_data_is_refused(tmp_path, cifar_root):
     changed = json.loads(json.dumps(meta))
     changed["data"]["train_sha256"] = "0" * 64
     atomic.write_json(run.config_file, changed)
-    from bench import select
+    from bench.runs import select
 
     with pytest.raises(UserError, match="training set changed"):
         select.apply(run, ["magnitude"], [1], valid_size=64, data_dir=cifar_root, progress=False)

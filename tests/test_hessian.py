@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bench.errors import UserError
-from bench.evaluate import bn_mode
-from bench.hessian import alpha_hessian_eigenvalue, dominant_eigenvalue, free_alpha, hessian_vector_product
+from bench.nets.evaluate import bn_mode
+from bench.nets.hessian import (alpha_hessian_eigenvalue, dominant_eigenvalue, free_alpha,
+                                hessian_vector_product)
 
 EXACT = {"iterations": 2000, "tol": 1e-13}
 
@@ -120,15 +121,15 @@ def one_thread():
 @pytest.fixture(scope="module")
 def batches(cifar_root):
     from bench.data import load_search_data
-    from bench.evaluate import fixed_batches
+    from bench.data import fixed_batches
 
     data = load_search_data(cifar_root, torch.device("cpu"), weight_size=64, alpha_size=64)
     return [(x[..., 8:24, 8:24].double(), y) for x, y in fixed_batches(data.alpha, 32, batch_size=16)]
 
 
 def make_supernet(pruned: bool = False):
-    from bench.config import SearchConfig
-    from bench.search import build_supernet
+    from bench.runs.checkpoints import build_supernet
+    from bench.search.config import SearchConfig
 
     net = build_supernet(SearchConfig(C=4, N=1), 0, torch.device("cpu")).double()
     with torch.no_grad():  # alpha away from uniform: a spectrum with a clear dominant eigenvalue

@@ -8,11 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import config, data, space
+from bench import data
 from bench.errors import UserError
-from bench.runstore import Run
-from bench.search import build_supernet, run_search
-from bench.supernet import Supernet
+from bench.nb201 import space
+from bench.nets.supernet import Supernet
+from bench.runs.checkpoints import build_supernet
+from bench.runs.experiment import run_search
+from bench.runs.runstore import Run
+from bench.search import config
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def test_nap_prunes_weakest_ops_on_schedule_and_skips_their_compute(tmp_path, ti
 
 
 def test_nap_none_threshold_discards_weak_edges():
-    from bench.methods import NAP
+    from bench.search.methods.nap import NAP
 
     cfg = config.resolve("smoke", method="nap").replace(none_threshold=0.6)
     net = build_supernet(cfg, 0, torch.device("cpu"))
@@ -96,7 +99,7 @@ def test_nap_none_threshold_discards_weak_edges():
 
 
 def test_eoinas_prunes_one_op_per_edge_per_stage_and_resets_adam(tmp_path, tiny_data):
-    from bench.methods import EoiNAS
+    from bench.search.methods.eoinas import EoiNAS
 
     cfg = _smoke("eoinas", eoi_variant="code")
     assert (cfg.epochs, cfg.warmup_epochs, cfg.prune_every) == (5, 1, 1)
@@ -153,7 +156,7 @@ def test_eoinas_pruning_point_resets_what_each_variant_resets(variant):
     """The code resets N and keeps A at a pruning point (``train_search.py`` lines 254-255); an op with
     A = N = 0 is NaN there, pruned first by ``np.argmin``, and A > 0 with N = 0 is +inf, never pruned.
     The paper reading resets both and scores N = 0 as A / N = 0."""
-    from bench.methods import EoiNAS
+    from bench.search.methods.eoinas import EoiNAS
 
     cfg = _smoke("eoinas", eoi_variant=variant)
     net = build_supernet(cfg, 0, torch.device("cpu"))
@@ -176,7 +179,7 @@ def test_eoinas_pruning_point_resets_what_each_variant_resets(variant):
 
 def test_eoinas_scores_rank_by_softmax_before_any_count():
     """In the warm-up nothing is counted: the method's cell (``code``) is softmax(alpha)'s, not an error."""
-    from bench.methods import EoiNAS
+    from bench.search.methods.eoinas import EoiNAS
 
     cfg = _smoke("eoinas", eoi_variant="code")
     net = build_supernet(cfg, 0, torch.device("cpu"))
@@ -189,8 +192,8 @@ def test_eoinas_scores_rank_by_softmax_before_any_count():
 def test_eoinas_code_variant_clips_the_alpha_gradient(tiny_data):
     """``clip_grad_norm_(arch_parameters(), grad_clip)`` before the alpha update, as the code; the
     paper reading does not clip.  Same net, same Gumbel draw: the clipped gradient is the raw one scaled."""
-    from bench.methods import EoiNAS
-    from bench.search import alpha_step, make_optimizers
+    from bench.search.methods.eoinas import EoiNAS
+    from bench.search.steps import alpha_step, make_optimizers
 
     x, y = next(data.batches(tiny_data.alpha, 64, torch.Generator().manual_seed(0)))
     grads = {}
@@ -208,8 +211,8 @@ def test_eoinas_code_variant_clips_the_alpha_gradient(tiny_data):
 
 def test_frozen_alpha_batch_touches_no_training_state(tiny_data):
     """The measurement on the alpha batch of a frozen-alpha step: BatchNorm in eval mode, no Gumbel draw."""
-    from bench.evaluate import evaluate
-    from bench.methods import EoiNAS
+    from bench.nets.evaluate import evaluate
+    from bench.search.methods.eoinas import EoiNAS
 
     cfg = _smoke("eoinas")
     net = build_supernet(cfg, 0, torch.device("cpu"))
@@ -232,8 +235,9 @@ def test_frozen_alpha_batch_touches_no_training_state(tiny_data):
 def test_fix_alpha_epoch_leaves_batch_norm_statistics_to_the_weight_steps(tiny_data):
     """DARTS-PT's blank step makes no forward on the alpha batch: after a fix-alpha epoch the weights and
     BatchNorm running statistics are those of the weight steps alone."""
-    from bench import methods
-    from bench.search import cosine_lr, make_optimizers, train_epoch, weight_step
+    from bench.search import methods
+    from bench.search.loop import train_epoch
+    from bench.search.steps import cosine_lr, make_optimizers, weight_step
 
     cfg = _smoke("darts-fix-alpha")
     net = build_supernet(cfg, 0, torch.device("cpu"))
@@ -252,7 +256,7 @@ def test_fix_alpha_epoch_leaves_batch_norm_statistics_to_the_weight_steps(tiny_d
 
 
 def test_dst_hand_computed():
-    from bench.entrannas import dst_weights
+    from bench.nets.entrannas import dst_weights
 
     p = torch.full((6, 5), 0.2)
     p[0] = torch.tensor([0.1, 0.4, 0.2, 0.2, 0.1])  # node 1 has one edge
@@ -266,7 +270,7 @@ def test_dst_hand_computed():
 
 
 def test_feature_sharing_and_transit_cells_skip_work():
-    from bench.entrannas import EnTranSupernet
+    from bench.nets.entrannas import EnTranSupernet
 
     torch.manual_seed(0)
     net = EnTranSupernet(C=4, N=2, engine_cells="first")
@@ -295,7 +299,7 @@ def test_entrannas_smoke_run_records_dst_and_trains_thresholds(tmp_path, tiny_da
     assert 0.0 <= last["multi_op_step_fraction"] <= 1.0
     assert not torch.equal(net.node_beta.detach(), torch.zeros(3))  # the thresholds are learned
     assert last["derived"] == last["cell"]  # the method's cell is the DST genotype
-    from bench import select
+    from bench.runs import select
 
     records = select.apply(run, ["magnitude", "darts-pt-oneshot"], [2], valid_size=32, data_dir=cifar_root,
                            progress=False)
@@ -303,8 +307,8 @@ def test_entrannas_smoke_run_records_dst_and_trains_thresholds(tmp_path, tiny_da
 
 
 def test_entrannas_discretize_inherits_the_shared_convs():
-    from bench.entrannas import EnTranSupernet
-    from bench.supernet import CellNetwork, count_parameters
+    from bench.nets.cells import CellNetwork, count_parameters
+    from bench.nets.entrannas import EnTranSupernet
 
     torch.manual_seed(1)
     net = EnTranSupernet(C=4, N=1).double().train()
@@ -421,7 +425,7 @@ def test_renamed_fields_load_from_old_records_and_keep_run_ids(capsys):
 
 
 def test_each_method_owns_its_options():
-    from bench.methods import METHOD_OPTIONS, METHODS
+    from bench.search.methods import METHOD_OPTIONS, METHODS
 
     names = [{f.name for f in dataclasses.fields(options)} for options in METHOD_OPTIONS]
     assert {"lam", "gumbel_temperature_start", "warmup_epochs"} <= names[list(METHOD_OPTIONS).index(

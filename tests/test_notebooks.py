@@ -5,8 +5,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from bench import sweep
 from bench.paths import PROJECT_ROOT
+from bench.runs import sweep
 from conftest import smoke_spec
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))

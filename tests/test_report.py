@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import config, space, stats
+from bench import stats
 from bench.atomic import append_jsonl, write_json
-from bench.benchmark import GroundTruth
 from bench.cli import main
+from bench.nb201 import space
+from bench.nb201.benchmark import GroundTruth
 from bench.opscores import to_jsonable
-from bench.report import aggregate, build, curves, procedure, published, reference, table, tau
+from bench.report import aggregate, build, curves, frames, procedure, published, reference, table, tau
+from bench.search import config
 
 GOOD = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -107,7 +109,7 @@ def test_aggregate_scores_at_read_time(experiment, truth):
     sel = exp.selections
     # 3 epochs x 3 criteria (search + 2) x 3 seeds, plus 2 epochs x 3 of the unfinished run
     assert len(sel) == 27 + 6
-    final = aggregate.at_final_epoch(aggregate.complete(sel))
+    final = frames.at_final_epoch(frames.complete(sel))
     assert sorted(final["seed"].unique()) == [0, 1, 2] and (final["epoch"] == 3).all()
     assert set(final["criterion"]) == {"search", "magnitude", CRIT}
     pt = final[final["criterion"] == CRIT].sort_values("seed")
@@ -161,8 +163,8 @@ def test_another_table_needs_no_rerun(tmp_path, truth):
     make_run(root, 0, truth, sha="0" * 64)
     shifted = GroundTruth(metrics={k: v + 1.0 for k, v in truth.metrics.items()}, index=truth.index,
                           source="shifted.csv", sha256="f" * 64)
-    base = aggregate.at_final_epoch(aggregate.load(root, truth).selections)
-    moved = aggregate.at_final_epoch(aggregate.load(root, shifted).selections)
+    base = frames.at_final_epoch(aggregate.load(root, truth).selections)
+    moved = frames.at_final_epoch(aggregate.load(root, shifted).selections)
     assert np.allclose(moved["acc:cifar10_test"], base["acc:cifar10_test"] + 1.0)
     exp = aggregate.load(root, shifted)
     prov = table.provenance(exp, shifted)
@@ -178,10 +180,10 @@ def test_fix_alpha_own_cell_is_the_projection(tmp_path, truth):
     append_jsonl(path / "selections.jsonl", {"epoch": 3, "criterion": "darts-pt-proj", "cell": CONV,
                                              "scores": to_jsonable(scores_for(GOOD, 5)), "valid_size": 0})
     exp = aggregate.load(root, truth)
-    own = exp.selections[exp.selections["criterion"] == aggregate.SEARCH]
+    own = exp.selections[exp.selections["criterion"] == frames.SEARCH]
     assert own["epoch"].tolist() == [3] and own["cell"].tolist() == [CONV]  # the projection's, not the argmax
     assert own["acc:cifar10_test"].tolist() == [truth.lookup(CONV, ["cifar10_test"])["cifar10_test"]]
-    assert aggregate.SEARCH not in set(exp.ranks["criterion"])
+    assert frames.SEARCH not in set(exp.ranks["criterion"])
 
 
 def test_comparison_table_mean_std_and_provenance(experiment, truth):
@@ -191,7 +193,7 @@ def test_comparison_table_mean_std_and_provenance(experiment, truth):
     mean, std = crit_mean_std(truth)
     assert pt["seeds"] == 3 and pt["label"] == "darts / ostr"
     assert pt["cifar10_test"] == pytest.approx(mean) and pt["cifar10_test:std"] == pytest.approx(std)
-    options = dict(sorted(procedure.resolved_options(CRIT, {}).items()))
+    options = dict(sorted(aggregate.resolved_options(CRIT, {}).items()))
     assert pt["selection"] == f"{CRIT} ({procedure.fields_text(options)}), validation 64 images"
     kinds = frame.groupby("kind").size()
     assert kinds["published"] >= 5 and kinds["reference"] == 3
@@ -213,10 +215,10 @@ def test_comparison_table_mean_std_and_provenance(experiment, truth):
 
 
 def test_cost_columns_are_the_cells_networks(experiment, truth):
-    from bench import cellcost
+    from bench.nets import cellcost
 
     exp = aggregate.load(experiment, truth)
-    final = aggregate.at_final_epoch(aggregate.complete(exp.selections))
+    final = frames.at_final_epoch(frames.complete(exp.selections))
     skip = final[final["criterion"] == "magnitude"]
     assert np.allclose(skip["params_m"], cellcost.cell_cost(SKIP)["params_m"])
     frame = table.comparison(exp, truth, random_ns=(10,))

@@ -3,11 +3,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import config, data, experiment
+from bench import data
 from bench.errors import UserError
-from bench.runstore import Run
-from bench.search import (build_supernet, make_optimizers, run_search, unrolled_alpha_gradient,
-                          load_supernet)
+from bench.runs import experiment
+from bench.runs.checkpoints import build_supernet, load_supernet
+from bench.runs.experiment import run_search
+from bench.runs.runstore import Run
+from bench.search import config
+from bench.search.steps import make_optimizers, unrolled_alpha_gradient
 
 TINY = dict(C=4, N=1, epochs=3, weight_size=256, alpha_size=256, batch_size=64)
 
@@ -34,7 +37,8 @@ def test_same_seed_same_alphas_and_cells(tmp_path, cifar_root):
     assert [r["alpha"] for r in ea] == [r["alpha"] for r in eb]
     assert [r["cell"] for r in ea] == [r["cell"] for r in eb]
     assert "accuracies" not in ea[-1]  # scored at read time, against the table a reader names
-    from bench import benchmark, score
+    from bench import score
+    from bench.nb201 import benchmark
 
     scored = score.score_epoch(ea[-1], benchmark.load_cached(None))
     assert scored["cell"] == ea[-1]["cell"] and scored["accuracies"]["cifar10_test"] > 10
@@ -156,11 +160,11 @@ def test_second_order_hypergradient_matches_finite_differences():
 
 
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoints(tmp_path, tiny_data, monkeypatch):
-    from bench import search
-    from bench.search import NonFiniteLoss
+    from bench.search import loop
+    from bench.search.steps import NonFiniteLoss
 
-    real = search.cosine_lr
-    monkeypatch.setattr(search, "cosine_lr", lambda cfg, epoch: real(cfg, epoch) if epoch == 0 else 1e12)
+    real = loop.cosine_lr
+    monkeypatch.setattr(loop, "cosine_lr", lambda cfg, epoch: real(cfg, epoch) if epoch == 0 else 1e12)
     cfg = config.SearchConfig(**{**TINY, "epochs": 3}, grad_clip=0.0)
     with pytest.raises(NonFiniteLoss, match=r"epoch 2, step \d+.*--set w_lr=.*--restart-from"):
         _run(cfg, tmp_path, "nan", tiny_data)
@@ -182,7 +186,7 @@ def test_checkpoints_keep_every_kth_and_the_last(tmp_path, tiny_data):
 
 
 def test_fast_alpha_step_equals_the_naive_one():
-    from bench.search import alpha_step, weight_step
+    from bench.search.steps import alpha_step, weight_step
 
     cfg = config.SearchConfig(C=4, N=1)
     g = torch.Generator().manual_seed(3)
@@ -224,11 +228,13 @@ def test_bf16_precision_trains_under_autocast_and_agrees_with_fp32(tmp_path, tin
 
 
 def test_a_new_field_at_its_neutral_value_keeps_run_ids_and_resumes_old_runs(tmp_path):
-    from bench.runstore import run_id
+    from bench.runs.runstore import run_id
 
     cfg = config.SearchConfig(**TINY)
     newer = ("precision", "hessian_every", "hessian_images")
-    old_config = {k: v for k, v in cfg.to_dict().items() if k not in newer}  # a run made before the fields
+    old_name = {new: old for old, new in config.RENAMED.items()}
+    old_config = {old_name.get(k, k): v for k, v in cfg.to_dict().items()
+                  if k not in newer}  # a run made before the fields and the renames
     assert cfg.identity() == old_config
     assert run_id(cfg, 0, "test") != run_id(cfg.replace(precision="bf16"), 0, "test")
     run = Run(tmp_path / "old")

@@ -11,11 +11,15 @@ import pytest
 import torch
 
 import criteria
-from bench import config, experiment, score, select, space
+from bench import score
 from bench.cli import main
 from bench.errors import UserError
-from bench.runstore import Run
-from bench.search import build_supernet, load_supernet
+from bench.nb201 import space
+from bench.runs import experiment, select
+from bench.runs import records as records_mod
+from bench.runs.checkpoints import build_supernet, load_supernet
+from bench.runs.runstore import Run
+from bench.search import config
 
 SMALL = dict(epochs=2, weight_size=64, alpha_size=64, batch_size=32)
 
@@ -86,7 +90,7 @@ def test_a_pickle_that_runs_code_is_not_unpickled(run_a, tmp_path, capsys):
     path = run_a.checkpoint_file(2)
     with open(path, "wb") as handle:
         pickle.dump({"model": Payload(), "arch_state": {}}, handle)
-    from bench.runstore import load_checkpoint
+    from bench.runs.runstore import load_checkpoint
 
     with pytest.raises(UserError, match="could not be read"):
         load_checkpoint(path)
@@ -119,13 +123,13 @@ def test_records_hold_what_the_criterion_produced_and_are_scored_at_read_time(ru
     records = run_a.selections()
     for r in records:
         assert not {"accuracies", "rank", "cell_index", "parameter_free_ops"} & set(r)
-    scored = select.selections(run_a, truth)
+    scored = records_mod.selections(run_a, truth)
     one = next(r for r in scored if r["criterion"] == "ostr" and r["epoch"] == 2)
     cell = space.parse(one["cell"])
     assert one["accuracies"]["cifar10_test"] == truth.lookup(cell, ["cifar10_test"])["cifar10_test"]
     assert one["parameter_free_ops"] == space.count_parameter_free(cell)
     assert {r["protocol"] for r in one["rank"]} >= {"1-arch", "2-op-marginal", "3-op-conditional"}
-    supernet = next(r for r in scored if r["criterion"] == select.SUPERNET and r["epoch"] == 2)
+    supernet = next(r for r in scored if r["criterion"] == records_mod.SUPERNET and r["epoch"] == 2)
     assert len(supernet["measured"]) == 6 and supernet["rank"][0]["n"] == 6
     # the magnitude selection equals the search's own epoch record, scored the same way
     epoch = next(r for r in run_a.epochs() if r["epoch"] == 2)
@@ -249,13 +253,13 @@ def test_protocol_four_needs_a_sample_of_two_cells_or_more(run_a):
 def test_the_collapse_indicator_is_logged_by_select_and_by_search(run_a, tmp_path, cifar_root, capsys):
     assert _select(run_a, "--criteria", "magnitude", "--epochs", "2", "--hessian") == 0
     assert "_hessian" in capsys.readouterr().out
-    record = next(r for r in run_a.selections() if r["criterion"] == select.HESSIAN)
+    record = next(r for r in run_a.selections() if r["criterion"] == records_mod.HESSIAN)
     assert record["valid_size"] == 32 and record["hessian"]["images"] == 32
     assert np.isfinite(record["hessian"]["eigenvalue"]) and record["hessian"]["hvps"] >= 1
     # the same checkpoint measured again in-process gives the same number (deterministic for a seed)
     from bench.data import load_search_data
-    from bench.evaluate import fixed_batches
-    from bench.hessian import alpha_hessian_eigenvalue
+    from bench.data import fixed_batches
+    from bench.nets.hessian import alpha_hessian_eigenvalue
 
     net = load_supernet(run_a, 2, torch.device("cpu"))
     d = load_search_data(cifar_root, torch.device("cpu"), 64, 64, split_seed=0)
@@ -274,7 +278,7 @@ def test_the_collapse_indicator_is_logged_by_select_and_by_search(run_a, tmp_pat
 
 def test_a_validation_subset_holds_exactly_the_images_asked_for(cifar_root):
     from bench.data import load_search_data
-    from bench.evaluate import fixed_batches
+    from bench.data import fixed_batches
 
     d = load_search_data(cifar_root, torch.device("cpu"), 64, 300, split_seed=0)
     batches = fixed_batches(d.alpha, 100, 64)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bench import space
 from bench.errors import UserError
+from bench.nb201 import space
 
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
-from bench import space, stats
+from bench import stats
+from bench.nb201 import space
 
 
 def test_tau_of_ground_truth_against_itself_and_reversed(truth):
@@ -162,3 +164,191 @@ def test_per_edge_spearman_by_hand():
 def test_per_edge_spearman_without_any_defined_edge():
     rho, rhos, n = stats.per_edge_spearman(np.ones((6, 5)), np.arange(30.0).reshape(6, 5))
     assert n == 0 and np.isnan(rho) and len(rhos) == 6
+
+
+# -- the fast rank statistics give the numbers of the plain per-call scipy formulas ----------------
+def _ref_pairs(x, y):
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def _ref_corr(x, y, kind):
+    a, b = _ref_pairs(x, y)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    if kind == "tau":
+        return float(scipy_stats.kendalltau(a, b, variant="b").statistic)
+    return float(scipy_stats.spearmanr(a, b).statistic)
+
+
+def _ref_precision(x, y, k):
+    a, b = _ref_pairs(x, y)
+    k = min(k, len(a))
+    if k <= 0:
+        return float("nan")
+    top = [np.argsort(-v, kind="stable")[:k] for v in (a, b)]
+    return len(np.intersect1d(*top)) / k
+
+
+def _ref_marginals(truth):
+    cells = space.all_cells()
+    out = np.full((2, 6, 5), np.nan)
+    for e in range(6):
+        for o in range(5):
+            v = truth[cells[:, e] == o]
+            v = v[np.isfinite(v)]
+            if v.size:
+                out[:, e, o] = v.mean(), v.max()
+    return out
+
+
+def _ref_conditional(truth, reference):
+    table = np.empty((6, 5))
+    for e in range(6):
+        for o in range(5):
+            variant = list(reference)
+            variant[e] = o
+            table[e, o] = truth[space.to_code(variant)]
+    return table
+
+
+def _ref_mean(values):
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _ref_edge_rows(s, target, protocol, subset, metric):
+    taus = [_ref_corr(s[e], target[e], "tau") for e in range(6)]
+    rhos = [_ref_corr(s[e], target[e], "rho") for e in range(6)]
+    if subset.startswith("spearman"):
+        same = [t for t, r in zip(taus, rhos) if np.isfinite(t) and np.isfinite(r)]
+        return {"protocol": protocol, "subset": subset, "metric": metric, "n": int(np.isfinite(rhos).sum()),
+                "kendall_tau": _ref_mean(same), "spearman": _ref_mean(rhos), "per_edge_spearman": rhos}
+    return {"protocol": protocol, "subset": subset, "metric": metric, "n": 6, "kendall_tau": _ref_mean(taus),
+            "spearman": _ref_mean(rhos), "per_edge_tau": taus}
+
+
+def reference_arch_rows(s, truth, metric):
+    """Protocol 1 with one scipy call per vector, the masks recomputed: the plain formulas."""
+    cell_scores = s[np.arange(6)[None, :], space.all_cells()].sum(axis=1)
+    unique = np.zeros(15625, bool)
+    unique[np.unique(space.iso_class_ids(), return_index=True)[1]] = True
+    finite = np.isfinite(truth)
+    top = finite & (truth >= np.quantile(truth[finite], 0.9))
+    rows = []
+    for subset, mask in (("all", np.ones(15625, bool)), ("unique", unique), ("top10", top)):
+        x, y = cell_scores[mask], truth[mask]
+        n = len(_ref_pairs(x, y)[0])
+        rows.append({"protocol": "1-arch", "subset": subset, "metric": metric, "n": n,
+                     "kendall_tau": _ref_corr(x, y, "tau"), "spearman": _ref_corr(x, y, "rho"),
+                     "precision_at_1pct": _ref_precision(x, y, max(1, n // 100))})
+    return rows
+
+
+def reference_rank_report(s, truths, derived):
+    """Protocols 1-3 with one scipy call per vector, every table fact recomputed: the plain formulas
+    (also the 'before' of scripts/bench_scoring.py)."""
+    rows = []
+    for metric, truth in truths.items():
+        rows += reference_arch_rows(s, truth, metric)
+        mean, best = _ref_marginals(truth)
+        for subset, target in zip(("mean", "max", "spearman-mean", "spearman-max"), (mean, best) * 2):
+            rows.append(_ref_edge_rows(s, target, "2-op-marginal", subset, metric))
+        optimum = space.from_code(int(np.nanargmax(truth)))
+        for label, reference in (("derived", derived), ("optimum", optimum)):
+            row = _ref_edge_rows(s, _ref_conditional(truth, reference), "3-op-conditional", label, metric)
+            rows.append({**row, "reference": space.to_string(reference)})
+    return rows
+
+
+def _assert_same_rows(fast, reference):
+    assert len(fast) == len(reference)
+    for got, want in zip(fast, reference):
+        assert list(got) == list(want), (got, want)
+        for key, value in want.items():
+            if key in ("kendall_tau", "spearman", "per_edge_tau", "per_edge_spearman"):
+                np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-12, err_msg=f"{want} {key}")
+            else:  # names, counts and precision (a count over k) match exactly
+                assert got[key] == value or (value != value and got[key] != got[key]), (key, got, want)
+
+
+def random_scores(rng, i):
+    """Op-score matrices of every kind a criterion gives: continuous, tied, with unavailable (NaN) ops,
+    constant rows, rows with one available op, all constant."""
+    s = rng.normal(size=(6, 5))
+    kind = i % 6
+    if kind == 1:
+        s = rng.integers(0, 3, size=(6, 5)).astype(float)
+    elif kind == 2:
+        s[rng.random((6, 5)) < 0.3] = np.nan
+        s[np.arange(6), rng.integers(0, 5, 6)] = rng.normal(size=6)  # every edge keeps an op
+    elif kind == 3:
+        s[rng.integers(0, 6, 2)] = 0.5
+        s[rng.integers(0, 6), :4] = np.nan
+    elif kind == 4:
+        s = np.log(np.exp(s) / np.exp(s).sum(axis=1, keepdims=True))
+    elif kind == 5 and i % 12 == 5:
+        s = np.zeros((6, 5))
+    return s
+
+
+def test_rank_report_matches_the_plain_formulas_on_the_real_table(truth):
+    rng = np.random.default_rng(7)
+    truths = {"cifar10_test": truth.metric("cifar10_test")}
+    for i in range(52):
+        s = random_scores(rng, i)
+        derived = space.select_cell(s) if i % 3 else tuple(rng.integers(0, 5, 6))
+        _assert_same_rows(stats.rank_report(s, truths, derived), reference_rank_report(s, truths, derived))
+
+
+def test_rank_report_matches_the_plain_formulas_with_tied_and_missing_truth(truth):
+    """A table with many ties (whole percents) and cells without a value (NaN)."""
+    rng = np.random.default_rng(8)
+    tied = np.round(truth.metric("cifar100_test"))
+    tied[rng.choice(15625, 3000, replace=False)] = np.nan
+    truths = {"tied": tied}
+    for i in range(16):
+        s = random_scores(rng, i)
+        derived = space.select_cell(s)
+        _assert_same_rows(stats.rank_report(s, truths, derived), reference_rank_report(s, truths, derived))
+
+
+def test_edge_correlations_match_scipy_per_row():
+    rng = np.random.default_rng(9)
+    s = rng.integers(0, 3, size=(40, 5)).astype(float)
+    t = rng.normal(size=(40, 5))
+    t[::4, 1:3] = 2.0
+    s[rng.random((40, 5)) < 0.2] = np.nan
+    tau, rho = stats.edge_correlations(s, t)
+    np.testing.assert_allclose(tau, [_ref_corr(a, b, "tau") for a, b in zip(s, t)], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rho, [_ref_corr(a, b, "rho") for a, b in zip(s, t)], rtol=0, atol=1e-12)
+    assert np.isfinite(tau).sum() > 20  # most rows are defined, some are not
+
+
+def test_truth_facts_follow_the_array_content(truth):
+    c10 = truth.metric("cifar10_test").copy()
+    assert stats.truth_facts(c10) is stats.truth_facts(c10.copy())
+    mean, _ = stats.op_marginals(c10)
+    mean[:] = 0.0  # the caller's copy: the memo is untouched
+    assert stats.op_marginals(c10)[0][3, 0] == pytest.approx(np.nanmean(c10[space.all_cells()[:, 3] == 0]))
+    c10[space.all_cells()[:, 0] == 3] += 50.0  # changed in place: new facts
+    assert stats.op_marginals(c10)[0][0, 3] > 100.0
+    with pytest.raises(ValueError, match="one value per cell"):
+        stats.truth_facts(np.zeros(10))
+
+
+def test_arch_level_subsets(truth):
+    c10 = truth.metric("cifar10_test")
+    s = np.random.default_rng(3).normal(size=(6, 5))
+    full = stats.arch_level(s, c10, "m")
+    assert stats.arch_level(s, c10, "m", subsets=("all",)) == full[:1]
+    with pytest.raises(ValueError, match="unknown protocol-1 subsets"):
+        stats.arch_level(s, c10, subsets=("best",))
+
+
+def test_bootstrap_of_the_mean_matches_one_resample_at_a_time():
+    values = np.random.default_rng(4).exponential(size=37)
+    fast = stats.bootstrap_ci(np.mean, values, n_boot=500, seed=3)
+    plain = stats.bootstrap_ci(lambda v: float(np.mean(v)), values, n_boot=500, seed=3)
+    np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-12)

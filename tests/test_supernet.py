@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from bench import device as device_mod
-from bench import supernet as supernet_mod
-from bench.supernet import CellNetwork, Supernet, avg_pool_3x3, count_parameters
+from bench.nets import cells
+from bench.nets import supernet as supernet_mod
+from bench.nets.cells import CellNetwork, avg_pool_3x3, count_parameters
+from bench.nets.supernet import Supernet
 
 
 LAYOUTS = pytest.mark.parametrize("layout", [(torch.contiguous_format, False),
@@ -72,7 +74,7 @@ def test_fast_equals_naive_outputs_and_all_gradients(layout):
     _compare(net, *_batch())
 
 
-@pytest.mark.skipif(not device_mod._compiler_available(torch.device("cpu")),
+@pytest.mark.skipif(not device_mod.compiler_available(torch.device("cpu")),
                     reason="no C++ compiler: the search runs eager")
 @pytest.mark.filterwarnings("error:torch.compile failed")  # no silent fallback to eager
 @pytest.mark.parametrize("pruned", [False, True], ids=["all-ops", "pruned-and-fixed"])
@@ -87,9 +89,9 @@ def test_compiled_training_forward_equals_naive(pruned):
         net.fix_edge(5, 0)
     again = copy.deepcopy(net)
     calls = []
-    real = supernet_mod._compiled_body
+    real = supernet_mod.compiled_body
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(supernet_mod, "_compiled_body", lambda: calls.append(1) or real())
+        patch.setattr(supernet_mod, "compiled_body", lambda: calls.append(1) or real())
         _compare(net, *_batch(4))
         first = _grads(net, *_batch(4))
         second = _grads(again, *_batch(4))
@@ -102,12 +104,12 @@ def test_compiled_forward_applies_to_full_training_batches_only():
     batch run eager (no graph compiled for a pattern or shape used once)."""
     net = _pair(layout=(torch.contiguous_format, True, True)).train()
     x = torch.zeros(8, 3, 32, 32, dtype=torch.float64)
-    assert net._compiles(x, None) and net._compiles(x, None)
-    assert not net._compiles(x[:5], None)
-    assert not net._compiles(x, np.ones((6, 5), bool))
+    assert net.compiles(x, None) and net.compiles(x, None)
+    assert not net.compiles(x[:5], None)
+    assert not net.compiles(x, np.ones((6, 5), bool))
     with torch.no_grad():
-        assert not net._compiles(x, None)
-    assert not net.eval()._compiles(x, None)
+        assert not net.compiles(x, None)
+    assert not net.eval().compiles(x, None)
     naive = Supernet(C=4, N=1, implementation="naive")
     assert not naive.use_layout(torch.contiguous_format, True, True).compiled
 
@@ -123,13 +125,13 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning():
         raise BackendCompilerFailed(failing, RuntimeError("no C++ compiler"), None)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(supernet_mod, "_compiled_body", lambda: failing)
+        patch.setattr(supernet_mod, "compiled_body", lambda: failing)
         with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler.*runs eager"):
             out = net(x)
         torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
         assert not net.compiled
         net.compiled = True  # any other error is the model's, not the compiler's: raised as it is
-        patch.setattr(supernet_mod, "_compiled_body", lambda: lambda *a: 1 / 0)
+        patch.setattr(supernet_mod, "compiled_body", lambda: lambda *a: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             net(x)
 
@@ -139,11 +141,11 @@ def test_compiled_skip_dropout_takes_p_as_a_tensor():
     and keeps the distribution of ``F.dropout``: kept with probability 1 - p, scaled by 1/(1 - p)."""
     torch.manual_seed(0)
     x = torch.ones(200_000, dtype=torch.float64)
-    out = supernet_mod._skip_dropout(x, torch.tensor(0.25, dtype=torch.float64))
+    out = cells.skip_connect_dropout(x, torch.tensor(0.25, dtype=torch.float64))
     kept = out != 0
     assert abs(kept.double().mean().item() - 0.75) < 0.005
     torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.75))
-    assert supernet_mod._skip_dropout(x, 0.0) is x
+    assert cells.skip_connect_dropout(x, 0.0) is x
 
 
 def test_channels_last_layout_is_really_used():
@@ -194,7 +196,7 @@ def _masks(net, pairs):
 def test_masks_evaluated_together_equal_separate_evaluations(layout, mode):
     """DARTS-PT's masks in one forward (the batch repeated, BatchNorm statistics per copy): each
     copy's logits are its own forward's, and so are the accuracies and losses."""
-    from bench.evaluate import bn_mode, evaluate_each
+    from bench.nets.evaluate import bn_mode, evaluate_each
 
     net = _pair(seed=5, layout=layout)
     net.prune(1, 4)
@@ -219,7 +221,7 @@ def test_masks_evaluated_together_update_running_stats_once_per_mask():
     """On one batch the train-mode side effect is the same as evaluating the masks one by one,
     except for the BNs of the masked convs: computed for the other copies, they also take the
     masking copy's update (as in the official code, which computes masked ops)."""
-    from bench.evaluate import evaluate_each
+    from bench.nets.evaluate import evaluate_each
 
     net = _pair(seed=6, layout=(torch.contiguous_format, True))
     x, y = _batch(5, n=6)
@@ -266,7 +268,7 @@ def test_reference_parameter_counts():
                                                      (284, "cifar10", 10), (11, "cifar100", 100),
                                                      (284, "ImageNet16-120", 120)])
 def test_parameter_counts_match_the_official_records(nats_fixture_dir, index, dataset, classes):
-    from bench import benchmark
+    from bench.nb201 import benchmark
 
     official = benchmark.load_cached(nats_fixture_dir)
     cell = official.cell_of_index(index)
@@ -338,12 +340,12 @@ def test_layout_rule_and_overrides(monkeypatch):
     monkeypatch.delenv("BENCH_MEMORY_FORMAT", raising=False)
     monkeypatch.delenv("BENCH_FUSE_CONVS", raising=False)
     monkeypatch.delenv("BENCH_COMPILE", raising=False)
-    monkeypatch.setattr(device, "_compiler_available", lambda dev: True)
+    monkeypatch.setattr(device, "compiler_available", lambda dev: True)
     cpu = torch.device("cpu")
     assert device.supernet_layout(cpu, 4) == device.Layout(torch.contiguous_format, True, compile=False)
     assert device.supernet_layout(cpu, 8) == device.Layout(torch.contiguous_format, True, compile=True)
     assert device.supernet_layout(cpu, 16) == device.Layout(torch.channels_last, False, compile=True)
-    monkeypatch.setattr(device, "_compiler_available", lambda dev: False)  # no C++ compiler: eager
+    monkeypatch.setattr(device, "compiler_available", lambda dev: False)  # no C++ compiler: eager
     assert device.supernet_layout(cpu, 16) == device.Layout(torch.channels_last, False, compile=False)
     monkeypatch.setenv("BENCH_MEMORY_FORMAT", "contiguous")
     monkeypatch.setenv("BENCH_FUSE_CONVS", "0")

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from bench import runstore, sweep
 from bench.cli import main
+from bench.runs import runstore, sweep
 from conftest import run_records, smoke_spec, truncated_cifar
 
 def _spec(tmp_path, name, results, **fields):
@@ -30,7 +30,7 @@ def test_parallel_sweep_equals_sequential_and_is_idempotent(tmp_path, cifar_root
     assert [j.run_path.name for j in jobs_seq] == [j.run_path.name for j in jobs_par]  # deterministic run ids
     assert _outcome(jobs_seq) == _outcome(jobs_par)
     assert sweep.run_sweep(par, 2, data_dir=str(cifar_root), progress=False) == []  # nothing left to do
-    from bench.search import checkpoint_epochs
+    from bench.runs.checkpoints import checkpoint_epochs
 
     for job in jobs_par:  # what a [select] block is checked against before the search is what a run keeps
         assert checkpoint_epochs(runstore.Run(job.run_path)) == sweep.expected_checkpoints(job.config)
@@ -48,7 +48,7 @@ def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
     spec = _spec(tmp_path, "kill", tmp_path / "res", epochs=3)
     jobs = sweep.expand(sweep.load_spec(spec))
     victim = jobs[0]
-    code = ("import sys; from bench import sweep; j = sweep.expand(sweep.load_spec(sys.argv[1]))[0]; "
+    code = ("import sys; from bench.runs import sweep; j = sweep.expand(sweep.load_spec(sys.argv[1]))[0]; "
             "sweep.run_job(j, 1, sys.argv[2])")
     proc = subprocess.Popen([sys.executable, "-c", code, str(spec), str(cifar_root)], start_new_session=True)
     deadline = time.time() + 120
@@ -56,7 +56,7 @@ def test_a_killed_job_is_resumed_and_only_it_runs(tmp_path, cifar_root):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert sweep.state(victim.run_path) in ("incomplete", "pending")
+    assert runstore.run_state(victim.run_path) in ("incomplete", "pending")
     assert not runstore.is_locked(victim.run_path)  # the dead holder's lock is released
     for job in jobs[1:]:
         assert sweep.run_job(job, 1, str(cifar_root))["status"] == "done"
@@ -86,7 +86,7 @@ def test_failures_are_recorded_and_retried(tmp_path, cifar_root, capsys):
 def test_second_holder_of_a_lock_is_refused(tmp_path):
     with runstore.run_lock(tmp_path / "run") as first:
         assert first and runstore.is_locked(tmp_path / "run")
-        code = ("import sys; from pathlib import Path; from bench import runstore; "
+        code = ("import sys; from pathlib import Path; from bench.runs import runstore; "
                 "print(runstore.is_locked(Path(sys.argv[1])))")
         out = subprocess.run(
             [sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True
@@ -134,7 +134,7 @@ def test_options_flat_or_one_table_per_criterion(tmp_path):
 
 
 def test_expected_checkpoints():
-    from bench import config
+    from bench.search import config
 
     cfg = config.resolve("smoke", ["epochs=7", "checkpoint_every=3"])
     assert sweep.expected_checkpoints(cfg) == [3, 6, 7]

@@ -7,11 +7,13 @@ import torch
 from torch import nn
 
 import criteria
-from bench import config, data, space
+from bench import data
 from bench.errors import UserError
-from bench.search import build_supernet
+from bench.nb201 import space
+from bench.runs.checkpoints import build_supernet
+from bench.search import config
 from criteria import Context, proxies
-from criteria.zc_pt import _Batches, rescore, supernet_forward
+from criteria.zc_pt import Batches, rescore, supernet_forward
 
 
 def _linear(rows, bias=False):
@@ -115,7 +117,7 @@ def test_zc_pt_decisions_scores_and_chosen_cell(slice_data):
     assert info["supernet_forwards"] == 2 * 6 * 5
     # the first decision, recomputed directly: same batch, same weights, conv3x3 masked
     first = info["proposals"][0]["decisions"][0]
-    x, y = _Batches(slice_data.alpha.images[:256], slice_data.alpha.labels[:256], 16, 3).next()
+    x, y = Batches(slice_data.alpha.images[:256], slice_data.alpha.labels[:256], 16, 3).next()
     weights = net.arch_weights().detach().clone()
     weights[first["edge"], 3] = 0.0
     assert proxies.naswot(net, supernet_forward(net, weights), x, y) == pytest.approx(first["masked"][3])
@@ -149,7 +151,7 @@ def test_zc_pt_with_synflow_runs_and_restores_the_supernet(slice_data):
 
 def test_rescore_is_the_mean_proxy_of_the_standalone_networks(slice_data):
     net = _tiny()
-    batches = _Batches(slice_data.alpha.images, slice_data.alpha.labels, 16, 0)
+    batches = Batches(slice_data.alpha.images, slice_data.alpha.labels, 16, 0)
     pairs = [batches.next(), batches.next()]
     cells = [(3, 3, 3, 3, 3, 3), (1, 0, 2, 4, 0, 1)]
     values = rescore(net, cells, proxies.naswot, pairs)

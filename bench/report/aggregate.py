@@ -1,6 +1,6 @@
 """All runs of an experiment as tidy pandas frames: the one input of every report.
 
-``results/<EXP>/<run-id>/`` folders (``bench.runstore``) are read as they are, and everything
+``results/<EXP>/<run-id>/`` folders (``bench.runs.runstore``) are read as they are, and everything
 scored is computed now against the ground-truth table given to ``load`` (``bench.score``):
 run folders hold what was measured (op scores, cells, alpha), so another table needs no rerun
 and records written when runs still stored their accuracies load to the same numbers.
@@ -8,7 +8,7 @@ Three frames, one row per:
 
 - ``selections``: run x epoch x criterion - the derived cell, its ground-truth accuracies
   (``acc:<dataset>_<split>``, in %), parameter-free op count, the stand-alone network's
-  parameters and FLOPs (``params_m``, ``flops_m``, when ``bench.cellcost`` is there) and the
+  parameters and FLOPs (``params_m``, ``flops_m``, when ``bench.nets.cellcost`` is there) and the
   criterion's cost.  Besides the criteria of ``selections.jsonl`` it holds the cell the search
   itself derived at each epoch (``epochs.jsonl``) as criterion ``"search"``: argmax alpha for
   DARTS, the strongest surviving gate for NAP, the indicator for EoiNAS, the DST cell for
@@ -37,50 +37,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import score, space
+import criteria
+from bench import score
 from bench.atomic import read_jsonl
 from bench.errors import UserError
-from bench.metrics import TABLE_ORDER
+from bench.nb201 import space
 from bench.paths import results_dir
 from bench.report import procedure
-from bench.runstore import Run
+from bench.report.frames import SEARCH, SUPERNET, cell_costs, shown
+from bench.runs.runstore import Run, run_state
 
-SEARCH = "search"
-"""Criterion name of the cell that the search method derives by itself every epoch."""
-
-SUPERNET = score.SUPERNET
 HESSIAN = "_hessian"
 """Criterion name of selection records that hold a checkpoint's Hessian eigenvalues, not op scores."""
-CRITERIA_ORDER = (SEARCH, "magnitude", "darts-pt", "darts-pt-oneshot", "darts-pt-proj", "ostr", "eoinas",
-                  "random", SUPERNET)
-"""The order of criteria in every table and figure legend."""
-SHOWN = {SEARCH: "own cell", SUPERNET: "cells in the supernet"}
 MASKING = ("darts-pt", "darts-pt-oneshot", "darts-pt-proj", "ostr")
 """Criteria that evaluate the mixed supernet through its mixing weights (masks, deleted ops); the
 others read alpha or evaluate cells on fixed edges."""
-
-
-def shown(criterion: str) -> str:
-    """A criterion's name as the reports print it."""
-    return SHOWN.get(criterion, criterion)
-
-
-def line_order(key: tuple[str, str]) -> tuple:
-    """Sort key of a (method, criterion) pair: by method, then ``CRITERIA_ORDER``, then by name."""
-    method, criterion = key
-    rank = CRITERIA_ORDER.index(criterion) if criterion in CRITERIA_ORDER else len(CRITERIA_ORDER)
-    return method, rank, criterion
-
-
-def ordered_lines(frame: pd.DataFrame) -> list[str]:
-    """The ``line`` labels of a frame in report order: by net, then criterion, then label."""
-    if frame.empty:
-        return []
-    firsts = frame.drop_duplicates("line")
-    keys = {r["line"]: (line_order((r["method"], r["criterion"]))[:1] + (r["net"],)
-                        + line_order((r["method"], r["criterion"]))[1:] + (r["line"],))
-            for _, r in firsts.iterrows()}
-    return sorted(keys, key=keys.get)
 
 
 @dataclass(frozen=True)
@@ -122,8 +93,6 @@ def experiment_dir(experiment: str | Path) -> Path:
 
 def runs(experiment: str | Path) -> list[RunInfo]:
     """Every run folder (with a config.json) of an experiment, sorted by name."""
-    from bench.sweep import state
-
     folder = experiment_dir(experiment)
     out = []
     for path in sorted(p for p in folder.iterdir() if (p / "config.json").exists()):
@@ -132,7 +101,7 @@ def runs(experiment: str | Path) -> list[RunInfo]:
         cfg = meta["config"]
         out.append(RunInfo(run=path.name, path=path, method=cfg.get("method", "darts"),
                            profile=meta.get("profile", "custom"), seed=int(meta.get("seed", 0)),
-                           state=state(path),
+                           state=run_state(path),
                            epochs_done=len(run.epochs()), epochs_total=int(cfg.get("epochs", 0)),
                            benchmark_sha256=meta.get("benchmark", {}).get("sha256", ""),
                            benchmark_source=meta.get("benchmark", {}).get("source", ""),
@@ -165,25 +134,32 @@ def _base(info: RunInfo) -> dict:
             "procedure": info.procedure}
 
 
+def needs_data(criterion: str) -> bool:
+    """Whether a criterion reads validation data (its validation size is part of its procedure)."""
+    try:
+        return criteria.entry(criterion).needs_data
+    except UserError:
+        return True
+
+
+def resolved_options(criterion: str, options: dict | None) -> dict:
+    """A record's options resolved against the criterion's current defaults (so that a record
+    written before an option existed pools with one that states its default)."""
+    try:
+        return criteria.resolve_options(criterion, options or {})
+    except UserError:
+        return dict(options or {})
+
+
 def _selection_keys(info: RunInfo, record: dict, criterion: str, source: str) -> dict:
     """The selection fields a row is keyed by: resolved options, validation size (None for a
     criterion that reads no data, 0 for the whole alpha half), none rule; and its notes."""
     own = source in (SEARCH, SUPERNET)
-    data = source == SUPERNET or (not own and procedure.needs_data(source))
-    options = {} if own else procedure.resolved_options(source, record.get("options"))
+    data = source == SUPERNET or (not own and needs_data(source))
+    options = {} if own else resolved_options(source, record.get("options"))
     return {"criterion": criterion, "options": procedure.key(options),
             "valid_size": int(record.get("valid_size") or 0) if data else None,
             "allow_none": bool(record.get("allow_none", True)), "notes": notes(info.identity, source)}
-
-
-@lru_cache(maxsize=None)
-def _costs(cell: str) -> dict:
-    """Parameters and FLOPs (M) of a cell's stand-alone network (``bench.cellcost``), or {}."""
-    try:
-        from bench.cellcost import cell_cost
-    except ImportError:
-        return {}
-    return cell_cost(cell)
 
 
 def _selection_row(info: RunInfo, epoch: int, keys: dict, facts: dict, record: dict) -> dict:
@@ -192,7 +168,7 @@ def _selection_row(info: RunInfo, epoch: int, keys: dict, facts: dict, record: d
     for metric, value in facts.get("accuracies", {}).items():
         row[f"acc:{metric}"] = value
     if facts.get("cell"):
-        row.update(_costs(facts["cell"]))
+        row.update(cell_costs(facts["cell"]))
     cost = record.get("cost", {})
     own = keys["criterion"] == SEARCH and "cost" not in record  # a search epoch: its training time
     own_seconds = record.get("seconds", np.nan) if own else np.nan
@@ -315,7 +291,7 @@ def _line_key(row) -> tuple:
 
 def load(experiment: str | Path, truth) -> Experiment:
     """Read every run of an experiment and score it against ``truth`` (a ``GroundTruth``)."""
-    from bench.methods import METHODS
+    from bench.search.methods import METHODS
 
     infos = runs(experiment)
     sel_rows: list[dict] = []
@@ -408,20 +384,3 @@ def _labels(infos: list[RunInfo], keys: list[tuple]) -> dict[tuple, str]:
             label = f"{nets[(method, config)]} / {shown(criterion)}"
             out[k] = label + (f" [{procedure.fields_text(f, differ)}]" if differ else "")
     return out
-
-
-def complete(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows of finished runs only."""
-    return frame[frame["state"] == "done"] if not frame.empty else frame
-
-
-def at_final_epoch(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows at each run's last search epoch."""
-    return frame[frame["epoch"] == frame["final_epoch"]] if not frame.empty else frame
-
-
-def accuracy_columns(frame: pd.DataFrame) -> list[str]:
-    """The ``acc:`` columns present, in ``bench.metrics.TABLE_ORDER``, then the rest."""
-    present = [c for c in frame.columns if c.startswith("acc:")]
-    rank = {m: i for i, m in enumerate(TABLE_ORDER)}
-    return sorted(present, key=lambda c: (rank.get(c[4:], len(rank)), c))

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from bench.atomic import write_atomic
-from bench.metrics import DEFAULT_METRIC, label
-from bench.report import aggregate, curves, table, tau
+from bench.nb201.metrics import DEFAULT_METRIC, label
+from bench.report import aggregate, curves, frames, table, tau
 from bench.report.style import save
 
 
@@ -70,7 +70,7 @@ def write_curves(exp, truth, out: Path) -> dict[str, Path]:
                "diagnostics-vs-epoch": curves.diagnostics_figure(exp)}
     if curves.has_hessian(exp):
         figures["collapse-vs-epoch"] = curves.collapse_figure(exp, truth)
-    nets = sorted(aggregate.complete(exp.epochs)["net"].unique()) if not exp.epochs.empty else []
+    nets = sorted(frames.complete(exp.epochs)["net"].unique()) if not exp.epochs.empty else []
     files = {}
     for stem, fig in figures.items():
         files.update({path.name: path for path in save(fig, out / stem)})
@@ -107,8 +107,8 @@ def write_all(exp, truth, out: Path) -> dict[str, Path]:
 
 def run(what: str, experiment: str, benchmark: str | None = None, out: str | None = None,
         random_ns=(10, 100, 1000)) -> dict[str, Path]:
-    from bench import benchmark as benchmark_mod
     from bench.errors import UserError
+    from bench.nb201 import benchmark as benchmark_mod
 
     writers = {"table": write_table, "tau": write_tau, "curves": write_curves, "all": write_all}
     if what not in writers:

@@ -13,13 +13,18 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from bench import space
-from bench.metrics import DEFAULT_METRIC, HEADLINE_METRICS, label
+from bench.nb201 import space
+from bench.nb201.metrics import DEFAULT_METRIC, HEADLINE_METRICS, label
 from bench.report import style
-from bench.report.aggregate import SEARCH, Experiment, complete
+from bench.report.frames import SEARCH, complete
 from bench.report.reference import ALL_SKIP
+
+if TYPE_CHECKING:
+    from bench.report.aggregate import Experiment
 
 EDGE_LABELS = [f"edge {dst}<-{src}" for dst, src in space.EDGES]
 

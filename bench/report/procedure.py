@@ -1,11 +1,11 @@
 """What produced a measured row, and which rows may be pooled or printed side by side.
 
 A report row pools runs only when their procedure is the same: the run's config identity
-(``bench.config.SearchConfig.identity``; the seed is not a config field, so it is not part of
+(``bench.search.config.SearchConfig.identity``; the seed is not a config field, so it is not part of
 it), the method, and the selection (criterion, resolved options, validation size, none rule).
 Groups that differ are labelled by the fields in which they differ (``C=4`` vs ``C=8``).
 A profile name is only the name of a starting point: a run whose config differs from its
-named profile (with the method's defaults, ``bench.config.resolve``) is described as changed
+named profile (with the method's defaults, ``bench.search.config.resolve``) is described as changed
 wherever the profile is named.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from bench import config as config_mod
 from bench.errors import UserError
+from bench.search import config as config_mod
 
 SELECTION_FIELDS = ("valid_size", "allow_none")
 """Selection fields besides the criterion's options that a row is keyed by."""
@@ -81,33 +81,12 @@ def describe_selection(criterion: str, options: dict, valid_size, allow_none) ->
     return text
 
 
-def needs_data(criterion: str) -> bool:
-    """Whether a criterion reads validation data (its validation size is part of its procedure)."""
-    import criteria
-
-    try:
-        return criteria.entry(criterion).needs_data
-    except UserError:
-        return True
-
-
 def differing(items: list[dict]) -> list[str]:
     """The keys whose values are not the same in all ``items`` (in first-seen order)."""
     keys: list[str] = []
     for item in items:
         keys += [k for k in item if k not in keys]
     return [k for k in keys if len({key({"v": item.get(k)}) for item in items}) > 1]
-
-
-def resolved_options(criterion: str, options: dict | None) -> dict:
-    """A record's options resolved against the criterion's current defaults (so that a record
-    written before an option existed pools with one that states its default)."""
-    import criteria
-
-    try:
-        return criteria.resolve_options(criterion, options or {})
-    except UserError:
-        return dict(options or {})
 
 
 def matches(procedure: dict, row: dict) -> bool:

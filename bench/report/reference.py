@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy.special import gammaln
 
-from bench import space
+from bench.nb201 import space
 
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 SELECT_METRIC = "cifar10-valid_valid"

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt  # headless: matplotlib falls back to Agg by its
 import numpy as np
 import pandas as pd
 
+from bench.report.frames import ordered_lines as ordered_lines_of
+
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
           "#882255"]  # Okabe-Ito + wine
 DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2))]
@@ -16,16 +18,14 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 def ordered_lines(frame: pd.DataFrame, universe: pd.DataFrame | None = None, by: str = "line"):
     """Yield (style index, label, rows) in one order for every figure: the ``line`` labels of
-    ``bench.report.aggregate.ordered_lines`` (by net, then the search's own cell, the criteria in
+    ``bench.report.frames.ordered_lines`` (by net, then the search's own cell, the criteria in
     ``CRITERIA_ORDER``, then any others), or the ``net`` labels with ``by="net"``.  The style
     index is the label's position in ``universe`` (default ``frame``), so that a line keeps its
     look on panels that show only some of the lines."""
-    from bench.report.aggregate import ordered_lines as order
-
     def labels(part: pd.DataFrame) -> list[str]:
         if part.empty:
             return []
-        return order(part) if by == "line" else sorted(part[by].unique())
+        return ordered_lines_of(part) if by == "line" else sorted(part[by].unique())
 
     position = {label: i for i, label in enumerate(labels(frame if universe is None else universe))}
     for label in labels(frame):

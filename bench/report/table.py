@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.metrics import TABLE_ORDER, label
+from bench.nb201.metrics import TABLE_ORDER, label
 from bench.report import procedure, published, reference
-from bench.report.aggregate import (SEARCH, Experiment, accuracy_columns, at_final_epoch, complete,
-                                    ordered_lines, shown)
-from bench.runstore import git_commit
+from bench.report.frames import (SEARCH, accuracy_columns, at_final_epoch, cell_costs, complete,
+                                 ordered_lines, shown)
+from bench.runs.runstore import git_commit
+
+if TYPE_CHECKING:
+    from bench.report.aggregate import Experiment
 
 COST_LABELS = {"params_m": "params (M)", "flops_m": "FLOPs (M)"}
-"""Cost columns of the cell's stand-alone network (``bench.cellcost``), when present."""
+"""Cost columns of the cell's stand-alone network (``bench.nets.cellcost``), when present."""
 MAIN, OTHER = "main", "published, other procedure"
 """The two blocks of the table."""
 
@@ -132,9 +136,7 @@ def comparison(exp: Experiment, truth, random_ns: tuple[int, ...] = (10, 100, 10
 
 def _reference_costs(ref: dict) -> dict:
     """The stand-alone cost of a reference row that is one cell (the all-skip cell)."""
-    from bench.report.aggregate import _costs
-
-    return _costs(reference.ALL_SKIP) if ref["label"] == "all-skip cell" else {}
+    return cell_costs(reference.ALL_SKIP) if ref["label"] == "all-skip cell" else {}
 
 
 def _number_procedures(frame: pd.DataFrame, measured: list[dict]) -> pd.DataFrame:

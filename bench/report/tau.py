@@ -16,19 +16,24 @@
 from __future__ import annotations
 
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.metrics import DEFAULT_METRIC
-from bench.report.aggregate import SUPERNET, Experiment, at_final_epoch, complete, ordered_lines
+from bench.nb201.metrics import DEFAULT_METRIC
+from bench.report.frames import SUPERNET, at_final_epoch, complete, ordered_lines
+
+if TYPE_CHECKING:
+    from bench.report.aggregate import Experiment
 
 KEYS = ["line", "protocol", "subset", "metric"]
 """A summary row: one line (``bench.report.aggregate``: method x config x criterion x selection)."""
 CARRIED = ["net", "method", "criterion", "notes"]
 COLUMNS = KEYS + CARRIED + ["seeds", "edges", "ops", "tau", "tau_low", "tau_high", "spearman", "spearman_low",
                             "spearman_high"]
+
 FIGURE_PANELS = (("1-arch", "all", "protocol 1: architecture level, all 15,625 cells"),
                  ("2-op-marginal", "mean", "protocol 2: op level, benchmark marginal (mean)"),
                  ("3-op-conditional", "optimum", "protocol 3: op level, around the optimum"),

@@ -1,7 +1,7 @@
 """Parameters and FLOPs of a cell's stand-alone network, counted as NAS-Bench-201 counts them.
 
 NB201 (Dong & Yang, ICLR 2020, Sec. 3 and Table 1; the reference ``get_model_infos``) reports per
-cell the network of its Fig. 1 (``bench.supernet.CellNetwork``) at C=16, N=5 on one 32x32 image:
+cell the network of its Fig. 1 (``bench.nets.cells.CellNetwork``) at C=16, N=5 on one 32x32 image:
 
 - ``params``: every trainable parameter (stem, cells, residual reductions, BatchNorm weights and
   biases, the classifier), in millions of parameters (/1e6; running statistics are buffers);
@@ -23,8 +23,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bench import space
 from bench.errors import UserError
+from bench.nb201 import space
 
 SIZE = {"C": 16, "N": 5, "resolution": 32}
 """The benchmark's network size: channels, cells per stage, input side."""
@@ -52,7 +52,7 @@ def agrees_with(truth, cell: str | Sequence[int], tolerance: float = 1e-6) -> bo
 
 @lru_cache(maxsize=None)
 def _cost(cell: space.Cell, num_classes: int) -> tuple[float, float]:
-    from bench.supernet import CellNetwork, count_parameters
+    from bench.nets.cells import CellNetwork, count_parameters
 
     with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
         net = CellNetwork(cell, C=SIZE["C"], N=SIZE["N"], num_classes=num_classes).eval()

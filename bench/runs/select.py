@@ -14,8 +14,6 @@ epoch with ``criterion = "_supernet"`` (their measured accuracies; correlated at
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -25,23 +23,20 @@ import torch
 import criteria
 from bench import data as data_mod
 from bench import device as device_mod
-from bench import score, space
+from bench import score
 from bench.atomic import append_jsonl
 from bench.errors import UserError
-from bench.evaluate import evaluate
+from bench.nb201 import space
+from bench.nets.evaluate import evaluate
+from bench.nets.hessian import collapse_indicator
 from bench.opscores import to_jsonable
 from bench.paths import default_data_dir
-from bench.runstore import Run, run_lock
-from bench.search import INITIALISATION, collapse_indicator, load_supernet
+from bench.runs import records
+from bench.runs.checkpoints import INITIALISATION, load_supernet
+from bench.runs.records import HESSIAN, SUPERNET, valid_size_for
+from bench.runs.runstore import Run, run_lock
 
 INITIALISATION_NAME = "init"
-
-SUPERNET = score.SUPERNET
-HESSIAN = score.HESSIAN
-HESSIAN_VALID_SIZE = 512
-"""Validation images of the collapse indicator when none is asked for (20 power iterations of
-Hessian-vector products each cost a forward and two backward passes over them)."""
-
 
 def parse_epochs(spec: str, available: list[int]) -> list[int]:
     """``all``, ``last``, ``every:K`` (every K-th plus the last) or a comma list of epochs, each
@@ -103,20 +98,10 @@ def parse_options(items: list[str]) -> dict[str, dict]:
 
 
 def selection_key(record: dict) -> str:
-    """What identifies a selection record: epoch, criterion, resolved options, the none rule and,
-    for criteria that read validation data, the validation size (protocol 4: sample size and
-    validation size).  Records of earlier formats get the same key from their stored fields."""
+    """``bench.runs.records.selection_key`` with the criterion's ``needs_data`` from the registry
+    (a criterion no longer registered counts as reading data)."""
     name = record["criterion"]
-    if name == SUPERNET:
-        identity = {"n": len(record.get("sample", [])), "valid_size": record.get("valid_size")}
-    elif name == HESSIAN:
-        identity = {"valid_size": record.get("valid_size")}
-    else:
-        needs_data = name not in criteria.names() or criteria.entry(name).needs_data
-        identity = {"options": record.get("options", {}), "allow_none": bool(record.get("allow_none", True)),
-                    "valid_size": record.get("valid_size") if needs_data else None}
-    text = json.dumps({"epoch": int(record["epoch"]), "criterion": name, **identity}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return records.selection_key(record, name not in criteria.names() or criteria.entry(name).needs_data)
 
 
 class ForwardCounter:
@@ -140,22 +125,6 @@ def supernet_sample(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     alive = np.array([space.has_path(tuple(c)) for c in space.all_cells()])
     return np.sort(rng.choice(np.flatnonzero(alive), size=n, replace=False))
-
-
-DEFAULT_VALID_SIZE = 2000
-"""Validation images per evaluation when none is asked for, except for DARTS-PT's mask test."""
-
-
-def valid_size_for(name: str, valid_size: int | None) -> int | None:
-    """Images per evaluation of criterion ``name`` (None = the whole alpha half): ``valid_size`` as
-    asked (0 = the whole half), or when None the criterion's default: the whole half for DARTS-PT's
-    mask test (``criteria.darts_pt.WHOLE_ALPHA_HALF``, as published), ``DEFAULT_VALID_SIZE`` otherwise."""
-    from criteria.darts_pt import WHOLE_ALPHA_HALF
-
-    if valid_size is None:
-        return (None if name in WHOLE_ALPHA_HALF
-                else HESSIAN_VALID_SIZE if name == HESSIAN else DEFAULT_VALID_SIZE)
-    return valid_size or None
 
 
 def planned(epochs: list[int], names: list[str], options: dict[str, dict] | None, valid_size: int | None,
@@ -184,7 +153,7 @@ def apply(run: Run, names: list[str], epochs: list[int], options: dict[str, dict
     """Apply ``names`` to the checkpoints of ``epochs``; returns the records written now.
     ``valid_size``: validation images per evaluation, 0 = the whole alpha half, None = each
     criterion's default (``valid_size_for``).  ``hessian``: also log the collapse indicator
-    (dominant alpha-Hessian eigenvalue, ``bench.hessian``) per epoch, as criterion ``_hessian``.
+    (dominant alpha-Hessian eigenvalue, ``bench.nets.hessian``) per epoch, as criterion ``_hessian``.
 
     Holds ``RUN/.select.lock``: a second ``select`` on the same run is refused (a search may
     go on writing checkpoints meanwhile)."""
@@ -249,7 +218,7 @@ def _apply(run: Run, jobs: list[dict], supernet_tau: int, data_dir, device, prog
 def _supernet_record(net, data, n: int, valid_size: int | None) -> dict:
     """Protocol 4: each sampled cell evaluated inside the supernet (edges fixed, BN train mode);
     the measured accuracies are stored, their correlation is computed at read time."""
-    from bench.evaluate import fixed_batches
+    from bench.data import fixed_batches
 
     batches = fixed_batches(data.alpha, valid_size)
     codes = supernet_sample(n)
@@ -258,9 +227,3 @@ def _supernet_record(net, data, n: int, valid_size: int | None) -> dict:
         net.fixed = list(space.from_code(int(code)))
         measured.append(evaluate(net, batches, "train").accuracy)
     return {"sample": codes.tolist(), "measured": measured}
-
-
-def selections(run: Run, truth=None) -> list[dict]:
-    """The run's selection records, scored against ``truth`` (when given) at read time."""
-    records = run.selections()
-    return records if truth is None else [score.score_selection(r, truth) for r in records]

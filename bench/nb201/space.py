@@ -6,7 +6,7 @@ A cell is six op indices, one per edge, in the edge order ``EDGES``.  Encodings:
 - op tuple ``(op_1<-0, op_2<-0, op_2<-1, op_3<-0, op_3<-1, op_3<-2)`` of op indices;
 - cell code: the base-5 number of the op tuple (first edge most significant), which
   is the row of the enumeration ``all_cells()``;
-- benchmark index: the row of a ground-truth table (see ``bench.benchmark``), which is
+- benchmark index: the row of a ground-truth table (see ``bench.nb201.benchmark``), which is
   *not* the cell code.
 
 All functions are pure.

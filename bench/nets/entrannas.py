@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import space
-from bench.supernet import CONV1, POOL, SKIP, ConvBN, Supernet, avg_pool_3x3
+from bench.nb201 import space
+from bench.nets.cells import CONV1, POOL, SKIP, ConvBN, avg_pool_3x3
+from bench.nets.supernet import Supernet
 
 
 class SharedCell(nn.Module):

@@ -26,14 +26,14 @@ import sys
 from dataclasses import dataclass, field, fields
 
 from bench.errors import UserError
-from bench.methods import METHOD_OPTIONS, METHODS
+from bench.search.methods import METHOD_OPTIONS, METHODS
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     """What every search method shares: the supernet, the data split and DARTS's optimisers."""
 
-    method: str = "darts"           # search method (bench.methods.METHODS)
+    method: str = "darts"           # search method (bench.search.methods.METHODS)
     order: str = "first"            # DARTS order: first (V1) or second (V2, unrolled)
     step_order: str = "weight-first"  # weight-first (NB201 V1) or alpha-first (darts-pt)
     C: int = 16
@@ -41,7 +41,7 @@ class TrainingConfig:
     num_classes: int = 10
     affine: bool = False
     track_running_stats: bool = True
-    relaxation: str = "softmax"     # alpha -> mixing weights (bench.relaxation)
+    relaxation: str = "softmax"     # alpha -> mixing weights (bench.nets.relaxation)
     epochs: int = 50
     batch_size: int = 64
     weight_size: int = 25000        # images in the weight half (trains the network weights)
@@ -68,7 +68,7 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class SearchConfig(TrainingConfig, *METHOD_OPTIONS):
     """A complete search configuration: the shared training fields plus every method's options
-    (each method owns its options dataclass in ``bench.methods``); flat, so ``--set key=value``
+    (each method owns its options dataclass in ``bench.search.methods``); flat, so ``--set key=value``
     reaches any field."""
 
     def __post_init__(self) -> None:
@@ -233,7 +233,7 @@ PROFILES: dict[str, SearchConfig] = {
 
 def method_defaults(method: str, base: SearchConfig) -> dict:
     """Profile defaults of a method, scaled to the profile's epoch budget (the method's own
-    ``profile_defaults`` in ``bench.methods``)."""
+    ``profile_defaults`` in ``bench.search.methods``)."""
     if method not in METHODS:
         raise UserError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     return METHODS[method].profile_defaults(base, base_name(base))

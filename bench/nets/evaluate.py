@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import DeviceDataset, normalize
 from bench.errors import UserError
 
 BN_MODES = ("train", "eval")
@@ -25,18 +24,6 @@ class Evaluation:
     accuracy: float  # top-1 in %
     loss: float      # mean cross-entropy
     images: int
-
-
-def fixed_batches(data: DeviceDataset, size: int | None,
-                  batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``size`` images (all if None) of ``data``, normalised, in fixed batches.
-
-    Built once and reused, so every masked evaluation of a criterion sees the same images."""
-    n = len(data) if size is None else min(int(size), len(data))
-    if n <= 0:
-        raise UserError(f"validation subset size must be positive, got {size}")
-    return [(normalize(data.images[s:min(s + batch_size, n)]), data.labels[s:min(s + batch_size, n)])
-            for s in range(0, n, batch_size)]
 
 
 @contextmanager
@@ -102,3 +89,33 @@ def _evaluations(net, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], mode
             images += len(y)
     return [Evaluation(100.0 * float(c) / images, float(s) / images, images)
             for c, s in zip(correct, total_loss)]
+
+
+def masked_weights(weights: torch.Tensor, edge: int, op: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Mixing weights with op ``op`` of ``edge`` set to 0 (no renormalisation) and the compute
+    mask that skips it."""
+    w = weights.clone()
+    w[edge, op] = 0.0
+    mask = np.ones((6, 5), dtype=bool)
+    mask[edge, op] = False
+    return w, mask
+
+
+def edge_drops(net, batches, edge: int, crit: str, mode: str,
+               base: Evaluation | None = None, together: int = 1) -> tuple[np.ndarray, float]:
+    """Drop of each available op on ``edge`` on fixed ``batches`` (DARTS-PT's mask test on fixed
+    batches; ``ostr variant=exact``), and the unmasked accuracy.  On fixed batches masking 'none'
+    (zero output, no renormalisation) changes no logit, so its drop is exactly 0 and is not
+    evaluated."""
+    weights = net.arch_weights().detach()
+    if base is None:
+        base = evaluate(net, batches, mode, weights)
+    drops = np.full(5, np.nan)
+    if bool(net.op_mask[edge, 0]):
+        drops[0] = 0.0
+    ops = [op for op in range(1, 5) if bool(net.op_mask[edge, op])]
+    masked = [masked_weights(weights, edge, op) for op in ops]
+    for op, result in zip(ops, evaluate_each(net, batches, mode, [w for w, _ in masked],
+                                             [m for _, m in masked], together)):
+        drops[op] = base.accuracy - result.accuracy if crit == "acc" else result.loss - base.loss
+    return drops, base.accuracy

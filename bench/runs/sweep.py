@@ -37,10 +37,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import SearchConfig, check_seed, resolve
 from bench.errors import UserError
 from bench.paths import experiment_name, writable_dir
-from bench.runstore import Run, is_locked, run_id, run_lock
+from bench.runs.runstore import Run, is_locked, run_id, run_lock, run_state
+from bench.search.config import SearchConfig, check_seed, resolve
 
 _SPEC_TYPES = {"experiment": str, "profile": str, "profiles": list, "methods": list, "seeds": list,
                "results": str, "overrides": dict, "select": (dict, list)}
@@ -190,7 +190,7 @@ def expected_checkpoints(cfg: SearchConfig) -> list[int]:
 
 def check_selection(block: dict, cfg: SearchConfig) -> None:
     """A ``[select]`` block against the run it will apply to: criteria, epochs, options, sizes."""
-    from bench import select
+    from bench.runs import select
 
     select.parse_criteria(",".join(block.get("criteria", ["magnitude"])))
     select.parse_epochs(str(block.get("epochs", "last")), expected_checkpoints(cfg))
@@ -209,23 +209,9 @@ def check_supernet_tau(n: int, what: str) -> int:
     return n
 
 
-def state(path: Path) -> str:
-    """done / failed / running / incomplete / pending."""
-    run = Run(path)
-    if run.is_done:
-        return "done"
-    if is_locked(path):
-        return "running"
-    if (path / "failed").exists():
-        return "failed"
-    if run.epochs():
-        return "incomplete"
-    return "pending"
-
-
 @functools.cache
 def _cells_with_a_path() -> int:
-    from bench import space
+    from bench.nb201 import space
 
     return sum(space.has_path(tuple(c)) for c in space.all_cells())
 
@@ -235,8 +221,8 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None,
     """Run one job (search, then selection) in this process; never raises for a job's own failure."""
     import torch
 
-    from bench import experiment, select
     from bench.device import keep_freed_host_memory
+    from bench.runs import experiment, select
 
     keep_freed_host_memory()
     if threads:
@@ -276,8 +262,8 @@ def job_devices(count: int) -> list[str | None]:
 
 def selection_request(block: dict, run: Run) -> tuple[list[str], list[int]]:
     """The criteria and checkpoint epochs that one ``[select]`` block asks for."""
-    from bench import select
-    from bench.search import checkpoint_epochs
+    from bench.runs import select
+    from bench.runs.checkpoints import checkpoint_epochs
 
     names = select.parse_criteria(",".join(block.get("criteria", ["magnitude"])))
     return names, select.parse_epochs(str(block.get("epochs", "last")), checkpoint_epochs(run))
@@ -288,10 +274,10 @@ def selections_missing(job: Job) -> int:
     blocks = select_blocks(job.select)
     if not blocks:
         return 0
-    from bench import select
+    from bench.runs import select
 
     run = Run(job.run_path)
-    done = {select.selection_key(r) for r in select.selections(run)}
+    done = {select.selection_key(r) for r in run.selections()}
     wanted = set()
     for block in blocks:
         names, epochs = selection_request(block, run)
@@ -305,7 +291,7 @@ def selections_missing(job: Job) -> int:
 def job_state(job: Job) -> str:
     """``state`` of the job's run, with ``selecting`` for a finished search whose selections are incomplete
     (a kill between the search and the end of its selection)."""
-    s = state(job.run_path)
+    s = run_state(job.run_path)
     if s == "done" and selections_missing(job):
         return "running" if is_locked(job.run_path) else "selecting"
     return s
@@ -416,7 +402,7 @@ def status_rows(target: str | Path) -> list[dict]:
     if target.suffix == ".toml":
         paths = [(j.run_path, j.config.epochs, job_state(j)) for j in expand(load_spec(target))]
     elif target.is_dir():
-        paths = [(p, Run(p).config().epochs, state(p)) for p in sorted(target.iterdir())
+        paths = [(p, Run(p).config().epochs, run_state(p)) for p in sorted(target.iterdir())
                  if (p / "config.json").exists()]
         if not paths:
             raise UserError(f"{target} holds no run folders (none has a config.json); give "

@@ -1,5 +1,6 @@
 """The naive reference forward of the NB201 supernet, kept only as a timing baseline and a
-test oracle for ``bench.supernet``.
+test oracle for ``bench.nets.supernet`` (``Supernet(implementation="naive")``, whose
+stem, reductions and head are the shared blocks of ``bench.nets.cells``).
 
 It does what ``TinyNetworkDarts``/``SearchCell`` of the NB201 reference code do: every op
 of every edge is computed, ``none`` as a multiplication by zero, ``avg_pool_3x3`` with
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench import space
+from bench.nb201 import space
 
 
 def _naive_edge(edge, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -32,12 +33,3 @@ def naive_cell_forward(cell, x: torch.Tensor, weights: torch.Tensor) -> torch.Te
                  for e, (j, i) in enumerate(space.EDGES) if j == to]
         nodes.append(sum(inter))
     return nodes[3]
-
-
-def naive_forward(net, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    from bench.supernet import SearchCell
-
-    h = net.stem(x)
-    for block in net.cells:
-        h = naive_cell_forward(block, h, weights) if isinstance(block, SearchCell) else block(h)
-    return net.head(h)

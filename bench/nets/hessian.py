@@ -32,8 +32,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from bench.data import SearchData, fixed_batches
 from bench.errors import UserError
-from bench.evaluate import BN_MODES, bn_mode as bn_mode_context
+from bench.nets.evaluate import BN_MODES, bn_mode as bn_mode_context
 
 Vector = list[torch.Tensor]
 LossFn = Callable[[], torch.Tensor | Iterable[torch.Tensor]]
@@ -227,3 +228,9 @@ def alpha_hessian_eigenvalue(supernet, batches: Sequence[tuple[torch.Tensor, tor
                    "images": images, "batches": len(batches), "bn_mode": bn_mode, "free": int(free.sum()),
                    "tol": tol, "iteration_limit": iterations, "seed": seed, "weight_decay": weight_decay})
     return result
+
+
+def collapse_indicator(supernet, data: SearchData, images: int | None, seed: int) -> dict:
+    """The dominant eigenvalue of the validation-loss Hessian w.r.t. alpha (RobustDARTS) on the
+    first ``images`` (None: all) of the alpha half, BN in train mode; the supernet is left as it was."""
+    return alpha_hessian_eigenvalue(supernet, fixed_batches(data.alpha, images), "train", seed=seed)

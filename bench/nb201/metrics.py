@@ -1,6 +1,6 @@
 """Benchmark metric names: the one place that says which metrics exist, which are headline, how they read.
 
-A metric name is ``<dataset>_<quantity>[_12ep]`` (see ``bench.benchmark``).  The CLI, the scoring
+A metric name is ``<dataset>_<quantity>[_12ep]`` (see ``bench.nb201.benchmark``).  The CLI, the scoring
 stage, the reports, the curves and the notebooks read these lists; no other module spells them.
 """
 from __future__ import annotations

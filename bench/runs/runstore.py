@@ -29,9 +29,9 @@ import torch
 
 from bench.atomic import (read_json, read_jsonl, rewrite_jsonl, append_jsonl, sha256_file, write_atomic,
                           write_json)
-from bench.config import SearchConfig
 from bench.errors import UserError
 from bench.paths import PROJECT_ROOT, results_dir
+from bench.search.config import SearchConfig
 
 
 def run_id(cfg: SearchConfig, seed: int, profile: str) -> str:
@@ -291,6 +291,20 @@ def is_locked(path: Path, name: str = ".lock") -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+def run_state(path: Path) -> str:
+    """A run folder's state: done / failed / running (locked) / incomplete / pending."""
+    run = Run(path)
+    if run.is_done:
+        return "done"
+    if is_locked(path):
+        return "running"
+    if (path / "failed").exists():
+        return "failed"
+    if run.epochs():
+        return "incomplete"
+    return "pending"
 
 
 def busy_error(path: Path) -> UserError:

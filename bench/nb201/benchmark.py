@@ -40,9 +40,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from bench import space
 from bench.atomic import sha256_file, write_atomic
 from bench.errors import UserError
+from bench.nb201 import space
 
 DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
 QUANTITIES = ("valid", "test", "params", "flops")
