@@ -126,6 +126,11 @@ class GroundTruth:
     def __post_init__(self) -> None:
         self._code_of_index = {int(i): c for c, i in enumerate(self.index) if i >= 0}
 
+    @property
+    def source_name(self) -> str:
+        """The source by its file (or folder) name: what reports print, never a machine path."""
+        return Path(self.source).name or self.source
+
     # -- lookups -----------------------------------------------------------------
     @property
     def metric_names(self) -> list[str]:

@@ -88,9 +88,10 @@ def write_all(exp, truth, out: Path) -> dict[str, Path]:
         ["1-arch", "2-op-marginal", "3-op-conditional", "4-supernet"]) & summary["subset"].isin(
         ["all", "mean", "optimum", "sample"])] if not summary.empty else summary
     weights = [name for name in files if name.startswith("weights-") and name.endswith(".png")]
+    finished = sorted(r.run for r in exp.runs if r.state == "done")
     lines = [f"# Report: {exp.name}", "",
-             f"{len([r for r in exp.runs if r.state == 'done'])} finished run(s) of {len(exp.runs)} in "
-             f"`{exp.path}`.",
+             f"{len(finished)} finished run(s) of {len(exp.runs)} in experiment `{exp.name}`.", "",
+             "Runs: " + ", ".join(f"`{name}`" for name in finished),
              "", "## Comparison table (final epoch)", "", (out / "table.md").read_text(), "",
              "Also as [LaTeX](table.tex) and [CSV](table.csv).", "",
              "## Degeneration curves", "", "![accuracy vs epoch](accuracy-vs-epoch.png)", "",

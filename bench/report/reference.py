@@ -49,7 +49,7 @@ def expected_best_of_n(target: Sequence[float], n: int, select_by: Sequence[floa
 
 def reference_rows(truth, metrics: Sequence[str], ns: Sequence[int] = (10, 100, 1000)) -> list[dict]:
     """Rows {label, kind, source, values: {metric: value}} for the comparison table."""
-    rows = [{"label": "optimum (best cell per column)", "kind": "reference", "source": truth.source,
+    rows = [{"label": "optimum (best cell per column)", "kind": "reference", "source": truth.source_name,
              "values": {m: float(np.nanmax(truth.metric(m))) for m in metrics}}]
     select_metric = SELECT_METRIC if SELECT_METRIC in truth.metrics else None
     for n in ns:
@@ -59,8 +59,8 @@ def reference_rows(truth, metrics: Sequence[str], ns: Sequence[int] = (10, 100, 
             values[m] = expected_best_of_n(truth.metric(m), n, selector)
         chosen = f"by {select_metric}" if select_metric else "by the column itself"
         rows.append({"label": f"random search, best of {n} ({chosen}), expected", "kind": "reference",
-                     "source": truth.source, "values": values})
+                     "source": truth.source_name, "values": values})
     skip = space.parse(ALL_SKIP)
-    rows.append({"label": "all-skip cell", "kind": "reference", "source": truth.source,
+    rows.append({"label": "all-skip cell", "kind": "reference", "source": truth.source_name,
                  "values": truth.lookup(skip, list(metrics))})
     return rows

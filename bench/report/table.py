@@ -175,7 +175,7 @@ def provenance(exp: Experiment, truth) -> dict:
             if len(nets) > 1:
                 split.append(f"{method}: {', '.join(sorted(nets))}")
     return {"commit": git_commit(), "run_commits": sorted({r.commit for r in used}),
-            "benchmark": truth.source, "benchmark_sha256": truth.sha256,
+            "benchmark": truth.source_name, "benchmark_sha256": truth.sha256,
             "searched_with_other_tables": other_tables,
             "profiles": sorted({r.procedure for r in used}), "seeds": sorted({r.seed for r in used}),
             "runs": len(used), "not_pooled": split,

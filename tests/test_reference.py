@@ -1,0 +1,56 @@
+"""The committed reference study regenerates: ``results/reference/report`` equals a fresh
+``report all`` over the run records it names, with no checkpoint and no machine path."""
+from __future__ import annotations
+
+import re
+import shutil
+
+from bench import paths
+from bench.report import build
+
+REFERENCE = paths.PROJECT_ROOT / "results" / "reference"
+REPORT = REFERENCE / "report"
+TABLES = ("table.md", "table.csv", "table.tex", "tau.md", "tau.csv", "paired.md", "paired.csv")
+RECORDS = ("config.json", "epochs.jsonl", "selections.jsonl", "done")
+PROVENANCE = re.compile(r"^[-#%\\ ]*(commit |benchmark |profiles as run|.*generated \d{4}-)")
+
+
+def committed_runs() -> list[str]:
+    """The run folders the committed report was made from (its index names them)."""
+    text = (REPORT / "index.md").read_text()
+    match = re.search(r"^Runs: (.+)$", text, re.MULTILINE)
+    assert match, "index.md names no runs"
+    return [name.strip(" `") for name in match.group(1).split(",")]
+
+
+def without_provenance(text: str) -> list[str]:
+    """The lines of a table file other than its provenance footer (commit, table path, date)."""
+    return [line for line in text.splitlines() if not PROVENANCE.match(line)]
+
+
+def test_the_committed_report_equals_a_fresh_render(tmp_path, table_path):
+    runs = committed_runs()
+    assert runs
+    copy = tmp_path / "reference"
+    for run in runs:
+        for name in RECORDS:
+            if (REFERENCE / run / name).exists():
+                (copy / run).mkdir(parents=True, exist_ok=True)
+                shutil.copy(REFERENCE / run / name, copy / run / name)
+    files = build.run("all", str(copy), benchmark=str(table_path), out=str(tmp_path / "report"))
+    for name in TABLES:
+        assert name in files
+        fresh = without_provenance(files[name].read_text())
+        committed = without_provenance((REPORT / name).read_text())
+        assert fresh == committed, f"{name} differs from a fresh render"
+    assert (REPORT / "index.md").read_text().count("finished run(s)") == 1
+
+
+def test_the_committed_files_name_no_machine_path():
+    kinds = (".json", ".jsonl", ".md", ".csv", ".tex")
+    tracked = [p for p in REFERENCE.rglob("*") if p.is_file() and p.suffix in kinds]
+    assert tracked
+    for path in tracked:
+        text = path.read_text()
+        for pattern in ("/work/", "/home/", "/tmp/", "/root/", "C:\\\\"):
+            assert pattern not in text, f"{path} names a machine path ({pattern})"
