@@ -99,7 +99,7 @@ def paired(exp: Experiment, over: str = "seeds", n_boot: int = 2000, seed: int =
             result = stats.paired_comparison(both[a].to_numpy(), both[b].to_numpy(), n_boot=n_boot, seed=seed)
             rows.append({"net": net, "protocol": protocol, "subset": subset, "metric": metric, "a": a, "b": b,
                          **result, "over": over})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _fmt(value: float, low: float = np.nan, high: float = np.nan) -> str:
