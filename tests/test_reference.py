@@ -43,7 +43,10 @@ def test_the_committed_report_equals_a_fresh_render(tmp_path, table_path):
         fresh = without_provenance(files[name].read_text())
         committed = without_provenance((REPORT / name).read_text())
         assert fresh == committed, f"{name} differs from a fresh render"
-    assert (REPORT / "index.md").read_text().count("finished run(s)") == 1
+    fresh_runs = re.search(r"^Runs: (.+)$", files["index.md"].read_text(), re.MULTILINE).group(1)
+    assert [name.strip(" `") for name in fresh_runs.split(",")] == runs
+    assert "![accuracy vs epoch](accuracy-vs-epoch.png)" in (REPORT / "index.md").read_text()
+    assert (REPORT / "accuracy-vs-epoch.png").stat().st_size > 10_000
 
 
 def test_the_committed_files_name_no_machine_path():
