@@ -565,12 +565,17 @@ def main(argv: list[str] | None = None) -> int:
         return ended.code if isinstance(ended.code, int) else 2
     keep_freed_host_memory()
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at exit
+        return code
     except UserError as err:
         return _fail(args, str(err))
     except UnicodeDecodeError as err:
         return _fail(args, f"an input file is not UTF-8 text ({err.reason} at byte {err.start}); "
                            f"check {_inputs(args)}")
+    except BrokenPipeError:  # the reader closed our stdout (e.g. `| head`): nothing more to print
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as err:
         if err.filename is None:
             raise

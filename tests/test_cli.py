@@ -242,3 +242,13 @@ def test_every_command_keeps_freed_host_memory(monkeypatch, capsys):
     monkeypatch.setattr(device, "keep_freed_host_memory", lambda: calls.append(1))
     assert main(["benchmark", "show", "1835"]) == 0
     assert calls == [1]
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():
+    """`python -m bench ... | head -1`: the command stops quietly when its reader goes away."""
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    shell = (f"{sys.executable} -m bench benchmark show '{cell}' | head -c 1 >/dev/null; "
+             f"echo \"exit=${{PIPESTATUS[0]}}\" >&2")
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert "exit=0" in done.stderr
