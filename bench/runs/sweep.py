@@ -236,8 +236,7 @@ def run_job(job: Job, threads: int | None = None, data_dir: str | None = None,
             experiment.search(job.profile, job.config, job.seed, job.experiment, data_dir=data_dir,
                               device=device, progress=False, run=run, lock=False)
             for sel in select_blocks(job.select):
-                names, epochs = selection_request(sel, run)
-                options = select.parse_options(option_items(sel.get("options", {}), "[select] options"))
+                names, epochs, options = selection_request(sel, run)
                 select.apply(run, names, epochs, options, sel.get("valid_size"),
                              supernet_tau=sel.get("supernet_tau", 0), data_dir=data_dir, device=device,
                              progress=False)
@@ -260,13 +259,14 @@ def job_devices(count: int) -> list[str | None]:
     return [f"cuda:{i % gpus}" for i in range(count)]
 
 
-def selection_request(block: dict, run: Run) -> tuple[list[str], list[int]]:
-    """The criteria and checkpoint epochs that one ``[select]`` block asks for."""
+def selection_request(block: dict, run: Run) -> tuple[list[str], list[int], dict[str, dict]]:
+    """The criteria, checkpoint epochs and criterion options that one ``[select]`` block asks for."""
     from bench.runs import select
     from bench.runs.checkpoints import checkpoint_epochs
 
     names = select.parse_criteria(",".join(block.get("criteria", ["magnitude"])))
-    return names, select.parse_epochs(str(block.get("epochs", "last")), checkpoint_epochs(run))
+    epochs = select.parse_epochs(str(block.get("epochs", "last")), checkpoint_epochs(run))
+    return names, epochs, select.parse_options(option_items(block.get("options", {}), "[select] options"))
 
 
 def selections_missing(job: Job) -> int:
@@ -280,8 +280,7 @@ def selections_missing(job: Job) -> int:
     done = {select.selection_key(r) for r in run.selections()}
     wanted = set()
     for block in blocks:
-        names, epochs = selection_request(block, run)
-        options = select.parse_options(option_items(block.get("options", {}), "[select] options"))
+        names, epochs, options = selection_request(block, run)
         wanted |= {select.selection_key(r)
                    for r in select.planned(epochs, names, options, block.get("valid_size"),
                                            True, block.get("supernet_tau", 0))}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 
 from bench.errors import UserError
 from bench.search.methods import METHOD_OPTIONS, METHODS
+from bench.search.methods.base import non_negative, one_of
 
 
 @dataclass(frozen=True)
@@ -182,20 +183,13 @@ def validate(cfg: SearchConfig) -> None:
             f"Config field 'num_classes' = {cfg.num_classes} must be {NUM_CLASSES}: the search "
             f"data is CIFAR-10"
         )
-    if cfg.method not in METHODS:
-        raise UserError(f"Config field 'method' = {cfg.method!r} must be one of {', '.join(METHODS)}")
+    one_of(cfg, "method", tuple(METHODS))
     for name, allowed in _CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            raise UserError(
-                f"Config field {name!r} = {getattr(cfg, name)!r} must be one of {', '.join(allowed)}"
-            )
+        one_of(cfg, name, allowed)
     for name in _POSITIVE:
         if getattr(cfg, name) <= 0:
             raise UserError(f"Config field {name!r} = {getattr(cfg, name)!r} must be a positive integer")
-    for name in _NON_NEGATIVE:
-        value = getattr(cfg, name)
-        if not value >= 0:  # catches NaN too
-            raise UserError(f"Config field {name!r} = {value!r} must be a number >= 0")
+    non_negative(cfg, *_NON_NEGATIVE)
     if cfg.weight_size + cfg.alpha_size > 50000:
         raise UserError(
             f"weight_size + alpha_size = {cfg.weight_size + cfg.alpha_size} exceeds the 50,000 CIFAR-10 "
