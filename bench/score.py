@@ -26,10 +26,11 @@ HESSIAN = "_hessian"
 
 
 def cell_facts(cell: str | Sequence[int], truth=None) -> dict:
-    """The derived cell as a string, its parameter-free op count and, with ``truth``, its
-    benchmark index and reported accuracies."""
+    """The derived cell as a string, its parameter-free op and skip-connection counts and, with
+    ``truth``, its benchmark index and reported accuracies."""
     cell = space.parse(cell) if isinstance(cell, str) else space.validate_cell(cell)
-    out: dict = {"cell": space.to_string(cell), "parameter_free_ops": int(space.count_parameter_free(cell))}
+    out: dict = {"cell": space.to_string(cell), "parameter_free_ops": int(space.count_parameter_free(cell)),
+                 "skip_connections": int(space.count_skip_connections(cell))}
     if truth is not None:
         out["cell_index"] = truth.benchmark_index(cell)
         out["accuracies"] = truth.lookup(cell, present(REPORTED_METRICS, truth))
@@ -77,7 +78,7 @@ def score_selection(record: dict, truth=None) -> dict:
     from bench.opscores import from_jsonable
 
     out = {k: v for k, v in record.items()
-           if k not in ("accuracies", "cell_index", "rank", "parameter_free_ops")}
+           if k not in ("accuracies", "cell_index", "rank", "parameter_free_ops", "skip_connections")}
     if record.get("criterion") == HESSIAN:
         return out
     if record.get("criterion") == SUPERNET:

@@ -57,3 +57,33 @@ def test_the_committed_files_name_no_machine_path():
         text = path.read_text()
         for pattern in ("/work/", "/home/", "/tmp/", "/root/", "C:\\\\"):
             assert pattern not in text, f"{path} names a machine path ({pattern})"
+
+
+def markdown_rows(lines: list[str]) -> list[list[str]]:
+    """The cells of a Markdown table's rows (header first, the rule line left out)."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+    return [row for row in rows if not set("".join(row)) <= set("-: ")]
+
+
+def test_the_readme_table_is_the_reports():
+    """Every number of the hand-written summary table in the README is the report's, to the digit:
+    a row ``| method | criterion (note) | ...`` is the report's row ``method / criterion``, a
+    ``| benchmark | label |`` row its reference row ``label``; columns are matched by heading."""
+    readme = (REFERENCE / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(readme) if line.startswith("## The table"))
+    body = []
+    for line in readme[start + 1:]:
+        if line.startswith("|"):
+            body.append(line)
+        elif body:
+            break
+    head, *rows = markdown_rows(body)
+    report_head, *report_rows = markdown_rows([line for line in (REPORT / "table.md").read_text().splitlines()
+                                               if line.startswith("|")])
+    report = {row[0]: dict(zip(report_head, row)) for row in report_rows}
+    assert len(rows) >= 5 and head[2:]
+    for row in rows:
+        label = row[1] if row[0] == "benchmark" else f"{row[0]} / {row[1].split(' (')[0]}"
+        assert label in report, f"README row {label!r} is not in report/table.md"
+        for heading, value in zip(head[2:], row[2:]):
+            assert value == report[label][heading], f"README {label} {heading}: {value} != the report's"

@@ -226,7 +226,13 @@ def test_cost_columns_are_the_cells_networks(experiment, truth):
     flops = [cellcost.cell_cost(c)["flops_m"] for c in (GOOD, CONV, MIXED)]
     assert pt["flops_m"] == pytest.approx(np.mean(flops))
     assert pt["flops_m:std"] == pytest.approx(np.std(flops, ddof=1))
-    assert "| params (M) | FLOPs (M) |" in table.to_markdown(frame, table.provenance(exp, truth))
+    md = table.to_markdown(frame, table.provenance(exp, truth))
+    assert "| skip connections | params (M) | FLOPs (M) |" in md
+    # skip connections: 1 (GOOD), 0 (CONV), 1 (MIXED) over three seeds; the all-skip reference row has 6
+    assert pt["skip_connections"] == pytest.approx(2 / 3) and pt["skip_connections:std"] == pytest.approx(
+        np.std([1, 0, 1], ddof=1))
+    assert frame.loc[frame["label"] == "all-skip cell", "skip_connections"].item() == 6
+    assert (skip["skip_connections"] == 6).all()
 
 
 def test_one_seed_shows_no_spread(tmp_path, truth):

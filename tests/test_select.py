@@ -122,12 +122,13 @@ def test_records_hold_what_the_criterion_produced_and_are_scored_at_read_time(ru
     assert _select(run_a, "--criteria", "magnitude,ostr", "--epochs", "1,2", "--supernet-tau", "6") == 0
     records = run_a.selections()
     for r in records:
-        assert not {"accuracies", "rank", "cell_index", "parameter_free_ops"} & set(r)
+        assert not {"accuracies", "rank", "cell_index", "parameter_free_ops", "skip_connections"} & set(r)
     scored = records_mod.selections(run_a, truth)
     one = next(r for r in scored if r["criterion"] == "ostr" and r["epoch"] == 2)
     cell = space.parse(one["cell"])
     assert one["accuracies"]["cifar10_test"] == truth.lookup(cell, ["cifar10_test"])["cifar10_test"]
     assert one["parameter_free_ops"] == space.count_parameter_free(cell)
+    assert one["skip_connections"] == space.count_skip_connections(cell)
     assert {r["protocol"] for r in one["rank"]} >= {"1-arch", "2-op-marginal", "3-op-conditional"}
     supernet = next(r for r in scored if r["criterion"] == records_mod.SUPERNET and r["epoch"] == 2)
     assert len(supernet["measured"]) == 6 and supernet["rank"][0]["n"] == 6

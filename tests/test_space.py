@@ -97,6 +97,11 @@ def test_paths_and_parameter_free_counts():
     assert space.count_parameter_free((1, 1, 1, 1, 1, 1)) == 6
     assert space.count_parameter_free((3, 2, 3, 2, 3, 4)) == 1
     np.testing.assert_array_equal(space.count_parameter_free(np.array([[0, 1, 2, 3, 4, 4], [3] * 6])), [4, 0])
+    assert space.count_skip_connections(space.parse(space.EXPECTED_FORM)) == 1
+    assert space.count_skip_connections((1, 1, 1, 1, 1, 1)) == 6
+    assert space.count_skip_connections((0, 4, 2, 3, 0, 4)) == 0
+    cells = np.array([[0, 1, 2, 3, 4, 1], [3] * 6])
+    np.testing.assert_array_equal(space.count_skip_connections(cells), [2, 0])
 
 
 def test_select_cell_argmax_nan_and_none_option():

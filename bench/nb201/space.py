@@ -29,6 +29,7 @@ NUM_EDGES = len(EDGES)
 NUM_CELLS = NUM_OPS**NUM_EDGES
 PARAMETER_FREE = frozenset({0, 1, 4})
 """Indices of ops without weights: none, skip_connect, avg_pool_3x3."""
+SKIP_CONNECT = OPS.index("skip_connect")
 EXPECTED_FORM = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                  "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
 
@@ -174,6 +175,13 @@ def count_parameter_free(cells: np.ndarray | Iterable[int]) -> np.ndarray | int:
     arr = np.asarray(cells)
     free = np.isin(arr, sorted(PARAMETER_FREE))
     return int(free.sum()) if arr.ndim == 1 else free.sum(axis=1)
+
+
+def count_skip_connections(cells: np.ndarray | Iterable[int]) -> np.ndarray | int:
+    """Number of ``skip_connect`` edges per cell (DARTS's degeneration count); one cell or (n, 6)."""
+    arr = np.asarray(cells)
+    skips = arr == SKIP_CONNECT
+    return int(skips.sum()) if arr.ndim == 1 else skips.sum(axis=1)
 
 
 def select_cell(scores: np.ndarray, allow_none: bool = True) -> Cell:

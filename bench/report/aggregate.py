@@ -7,7 +7,7 @@ and records written when runs still stored their accuracies load to the same num
 Three frames, one row per:
 
 - ``selections``: run x epoch x criterion - the derived cell, its ground-truth accuracies
-  (``acc:<dataset>_<split>``, in %), parameter-free op count, the stand-alone network's
+  (``acc:<dataset>_<split>``, in %), parameter-free op and skip-connection counts, the stand-alone network's
   parameters and FLOPs (``params_m``, ``flops_m``, when ``bench.nets.cellcost`` is there) and the
   criterion's cost.  Besides the criteria of ``selections.jsonl`` it holds the cell the search
   itself derived at each epoch (``epochs.jsonl``) as criterion ``"search"``: argmax alpha for
@@ -164,7 +164,8 @@ def _selection_keys(info: RunInfo, record: dict, criterion: str, source: str) ->
 
 def _selection_row(info: RunInfo, epoch: int, keys: dict, facts: dict, record: dict) -> dict:
     row = {**_base(info), "epoch": epoch, **keys, "cell": facts.get("cell"),
-           "parameter_free_ops": facts.get("parameter_free_ops", np.nan)}
+           "parameter_free_ops": facts.get("parameter_free_ops", np.nan),
+           "skip_connections": facts.get("skip_connections", np.nan)}
     for metric, value in facts.get("accuracies", {}).items():
         row[f"acc:{metric}"] = value
     if facts.get("cell"):

@@ -1,16 +1,16 @@
 """The comparison table: one row per line (method x config x criterion x selection) at the final epoch.
 
 Columns are the ground-truth accuracies (%) that the benchmark source has, test always and
-valid where present, and the parameters and FLOPs of the cell's stand-alone network, as mean ±
-sample std over seeds with the seed count.  Rows pool only runs of one procedure
-(``bench.report.procedure``); every row names its procedure (``P1``, ``P2``, ... spelled out
-under the table: profile with its size, method, criterion with its options, validation size,
-epoch).  After the measured rows come reference rows computed from the table
-(``bench.report.reference``) and published rows (``bench.report.published``): a published row
-stands beside a measured row only when their procedures match; every other one goes into a
-separate "published, other procedure" block whose footnote names both procedures.  Every
-format carries the provenance footer (commit, benchmark source and SHA-256, profiles as run,
-seeds, runs left out).
+valid where present, then the cell's skip connections (the count DARTS degenerates on) and the
+parameters and FLOPs of its stand-alone network, as mean ± sample std over seeds with the seed
+count.  Rows pool only runs of one procedure (``bench.report.procedure``); every row names its
+search procedure (``S1``, ``S2``, ... spelled out under the table: profile with its size, method,
+epoch) and its selection (criterion with its options, validation size).  After the measured
+rows come reference rows computed from the table (``bench.report.reference``) and published
+rows (``bench.report.published``): a published row stands beside a measured row only when
+their procedures match; every other one goes into a separate "published, other procedure"
+block whose footnote names both procedures.  Every format carries the provenance footer
+(commit, benchmark source and SHA-256, profiles as run, seeds, runs left out).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.nb201 import space
 from bench.nb201.metrics import TABLE_ORDER, label
 from bench.report import procedure, published, reference
 from bench.report.frames import (SEARCH, accuracy_columns, at_final_epoch, cell_costs, complete,
@@ -31,7 +32,8 @@ from bench.runs.runstore import git_commit
 if TYPE_CHECKING:
     from bench.report.aggregate import Experiment
 
-COST_LABELS = {"params_m": "params (M)", "flops_m": "FLOPs (M)"}
+CELL_COLUMNS = {"skip_connections": "skip connections", "params_m": "params (M)", "flops_m": "FLOPs (M)"}
+"""Columns that describe the selected cell itself (after the accuracies), with their headings."""
 """Cost columns of the cell's stand-alone network (``bench.nets.cellcost``), when present."""
 MAIN, OTHER = "main", "published, other procedure"
 """The two blocks of the table."""
@@ -57,7 +59,7 @@ def _matchable(row: pd.Series) -> dict:
             "valid_size": None if size is None or size != size else int(size)}
 
 
-def _measured(sel: pd.DataFrame, metrics: list[str], costs: list[str], name: str) -> list[dict]:
+def _measured(sel: pd.DataFrame, metrics: list[str], cell_columns: list[str], name: str) -> list[dict]:
     rows = []
     for line in ordered_lines(sel):
         group = sel[sel["line"] == line]
@@ -67,8 +69,8 @@ def _measured(sel: pd.DataFrame, metrics: list[str], costs: list[str], name: str
                "selection": _selection_text(first),
                "seeds": int(group["seed"].nunique()), "source": name, "note": first["notes"],
                "_match": _matchable(first)}
-        for m in metrics + costs:
-            mean, std, n = stats.mean_std(group[m if m in costs else f"acc:{m}"].to_numpy(dtype=float))
+        for m in metrics + cell_columns:
+            mean, std, n = stats.mean_std(group[m if m in cell_columns else f"acc:{m}"].to_numpy(dtype=float))
             row[m], row[f"{m}:std"] = mean, (std if n > 1 else np.nan)  # no spread from one seed
         rows.append(row)
     return rows
@@ -90,11 +92,11 @@ def comparison(exp: Experiment, truth, random_ns: tuple[int, ...] = (10, 100, 10
     """Tidy table: kind, block, label, method, criterion, procedure (search procedure id),
     search_text, selection (criterion with options, validation size), seeds, source, note, then
     ``<metric>`` mean and ``<metric>:std`` columns (NaN where a row has no value), then
-    ``params_m`` / ``flops_m`` where the cells' costs are known."""
+    ``skip_connections``, ``params_m`` / ``flops_m`` where the cells are known."""
     sel = at_final_epoch(complete(exp.selections))
     metrics = [c[4:] for c in accuracy_columns(sel)] or [m for m in TABLE_ORDER if m in truth.metrics]
-    costs = [c for c in COST_LABELS if c in sel.columns]
-    measured = _measured(sel, metrics, costs, exp.name) if not sel.empty else []
+    cell_columns = [c for c in CELL_COLUMNS if c in sel.columns]
+    measured = _measured(sel, metrics, cell_columns, exp.name) if not sel.empty else []
     main: list[dict] = []
     other: list[dict] = []
     free: list[dict] = []
@@ -115,13 +117,13 @@ def comparison(exp: Experiment, truth, random_ns: tuple[int, ...] = (10, 100, 10
         main.append(row)
         main += placed.get(i, [])
     for ref in reference.reference_rows(truth, metrics, random_ns):
-        extra = _reference_costs(ref) if costs else {}
+        extra = _reference_cell(ref) if cell_columns else {}
         main.append({"kind": ref["kind"], "block": MAIN, "label": ref["label"], "seeds": np.nan,
                      "source": ref["source"], "note": "", "search_text": "", "selection": "",
                      **ref["values"], **extra})
     frame = pd.DataFrame(main + free + other)
     frame = _number_procedures(frame, measured)
-    for m in metrics + costs:
+    for m in metrics + cell_columns:
         for col in (m, f"{m}:std"):
             if col not in frame:
                 frame[col] = np.nan
@@ -130,13 +132,16 @@ def comparison(exp: Experiment, truth, random_ns: tuple[int, ...] = (10, 100, 10
     for col in front:
         if col not in frame:
             frame[col] = np.nan
-    values = [c for m in metrics + costs for c in (m, f"{m}:std")]
+    values = [c for m in metrics + cell_columns for c in (m, f"{m}:std")]
     return frame[front + values]
 
 
-def _reference_costs(ref: dict) -> dict:
-    """The stand-alone cost of a reference row that is one cell (the all-skip cell)."""
-    return cell_costs(reference.ALL_SKIP) if ref["label"] == "all-skip cell" else {}
+def _reference_cell(ref: dict) -> dict:
+    """The cell columns of a reference row that is one cell (the all-skip cell)."""
+    if ref["label"] != "all-skip cell":
+        return {}
+    return {"skip_connections": space.count_skip_connections(space.parse(reference.ALL_SKIP)),
+            **cell_costs(reference.ALL_SKIP)}
 
 
 def _number_procedures(frame: pd.DataFrame, measured: list[dict]) -> pd.DataFrame:
@@ -155,13 +160,13 @@ def _number_procedures(frame: pd.DataFrame, measured: list[dict]) -> pd.DataFram
 
 
 def table_metrics(frame: pd.DataFrame) -> list[str]:
-    """The value columns of a comparison frame (accuracies, then costs)."""
-    return [c for c in frame.columns if c in TABLE_ORDER or c in COST_LABELS
+    """The value columns of a comparison frame (accuracies, then the cell columns)."""
+    return [c for c in frame.columns if c in TABLE_ORDER or c in CELL_COLUMNS
             or (":" not in c and c.endswith(("_test", "_valid")))]
 
 
 def _head(metric: str) -> str:
-    return COST_LABELS.get(metric) or label(metric) + " (%)"
+    return CELL_COLUMNS.get(metric) or label(metric) + " (%)"
 
 
 def provenance(exp: Experiment, truth) -> dict:
