@@ -1,5 +1,6 @@
 """Reports on small synthetic results folders (no training): everything is scored at read time
 against the table given, so the expected numbers are the benchmark's own."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,26 @@ def test_cost_columns_are_the_cells_networks(experiment, truth):
         np.std([1, 0, 1], ddof=1))
     assert frame.loc[frame["label"] == "all-skip cell", "skip_connections"].item() == 6
     assert (skip["skip_connections"] == 6).all()
+
+
+def test_the_footer_names_every_commit_that_wrote_a_run(tmp_path, truth):
+    """A run created by one commit, resumed by another and selected on by a third names all three."""
+    root = tmp_path / "results" / "resumed"
+    path = make_run(root, 0, truth)
+    epochs = [json.loads(line) for line in (path / "epochs.jsonl").read_text().splitlines()]
+    epochs[-1]["commit"] = "b" * 40
+    (path / "epochs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    with open(path / "selections.jsonl", "a") as handle:
+        handle.write(json.dumps({"epoch": 3, "criterion": "random", "cell": GOOD, "options": {}, "info": {},
+                                 "allow_none": True, "scores": to_jsonable(scores_for(GOOD, 5)),
+                                 "commit": "c" * 40}) + "\n")
+    write_json(path / "done", {"epochs": 3, "commit": "b" * 40})
+    exp = aggregate.load(root, truth)
+    assert exp.runs[0].commits == ("b" * 40, "c" * 40, "synthetic")
+    prov = table.provenance(exp, truth)
+    assert prov["run_commits"] == ["b" * 40, "c" * 40, "synthetic"]
+    assert f"(runs made at {'b' * 40}, {'c' * 40}, synthetic)" in table.to_markdown(
+        table.comparison(exp, truth, random_ns=(10,)), prov)
 
 
 def test_one_seed_shows_no_spread(tmp_path, truth):

@@ -242,3 +242,42 @@ def test_a_new_field_at_its_neutral_value_keeps_run_ids_and_resumes_old_runs(tmp
     run.start({"config": cfg.to_dict(), "seed": 0, "profile": "test"})  # the same run: no error
     with pytest.raises(UserError, match="holds a different run"):
         run.start({"config": cfg.replace(precision="bf16").to_dict(), "seed": 0, "profile": "test"})
+
+
+def test_the_commit_a_record_names_is_the_code_that_ran(tmp_path, monkeypatch):
+    """``git_commit``: HEAD of the checkout the code runs from, ``-dirty`` when a tracked file
+    outside ``results/`` differs from it (a record of edited code never claims a clean commit)."""
+    import subprocess
+
+    from bench.runs import runstore
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    for name in ("code.py", "results/record.jsonl"):
+        (tmp_path / name).write_text("1\n")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "HEAD")
+    monkeypatch.setattr(runstore, "PROJECT_ROOT", tmp_path)
+
+    def commit_now() -> str:
+        runstore.git_commit.cache_clear()
+        return runstore.git_commit()
+
+    try:
+        assert commit_now() == head
+        (tmp_path / "results" / "record.jsonl").write_text("2\n")  # records are not code
+        (tmp_path / "untracked.py").write_text("x\n")
+        assert commit_now() == head
+        (tmp_path / "code.py").write_text("2\n")
+        assert commit_now() == f"{head}-dirty"
+        elsewhere = tmp_path.parent / f"{tmp_path.name}-not-a-checkout"
+        elsewhere.mkdir()
+        monkeypatch.setattr(runstore, "PROJECT_ROOT", elsewhere)
+        assert commit_now() == "unknown"
+    finally:
+        runstore.git_commit.cache_clear()

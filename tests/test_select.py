@@ -129,6 +129,10 @@ def test_records_hold_what_the_criterion_produced_and_are_scored_at_read_time(ru
     assert one["accuracies"]["cifar10_test"] == truth.lookup(cell, ["cifar10_test"])["cifar10_test"]
     assert one["parameter_free_ops"] == space.count_parameter_free(cell)
     assert one["skip_connections"] == space.count_skip_connections(cell)
+    # every record names the code that computed it (a run resumed by other code says so)
+    from bench.runs.runstore import git_commit
+    assert {r["commit"] for r in records} == {git_commit()} == {e["commit"] for e in run_a.epochs()}
+    assert json.loads((run_a.path / "done").read_text())["commit"] == git_commit() != ""
     assert {r["protocol"] for r in one["rank"]} >= {"1-arch", "2-op-marginal", "3-op-conditional"}
     supernet = next(r for r in scored if r["criterion"] == records_mod.SUPERNET and r["epoch"] == 2)
     assert len(supernet["measured"]) == 6 and supernet["rank"][0]["n"] == 6

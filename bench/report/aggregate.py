@@ -39,7 +39,7 @@ import pandas as pd
 
 import criteria
 from bench import score
-from bench.atomic import read_jsonl
+from bench.atomic import read_json, read_jsonl
 from bench.errors import UserError
 from bench.nb201 import space
 from bench.paths import results_dir
@@ -67,8 +67,11 @@ class RunInfo:
     benchmark_sha256: str
     benchmark_source: str
     commit: str
+    """The commit that created the run (its ``config.json``)."""
     identity: dict = field(default_factory=dict, compare=False)
     """``SearchConfig.identity`` of the run's config (``bench.report.procedure.identity``)."""
+    commits: tuple[str, ...] = field(default=(), compare=False)
+    """Every commit whose code wrote part of the run (``code_commits``)."""
 
     @property
     def config_key(self) -> str:
@@ -99,16 +102,28 @@ def runs(experiment: str | Path) -> list[RunInfo]:
         run = Run(path)
         meta = run.meta()
         cfg = meta["config"]
+        epochs = run.epochs()
         out.append(RunInfo(run=path.name, path=path, method=cfg.get("method", "darts"),
                            profile=meta.get("profile", "custom"), seed=int(meta.get("seed", 0)),
                            state=run_state(path),
-                           epochs_done=len(run.epochs()), epochs_total=int(cfg.get("epochs", 0)),
+                           epochs_done=len(epochs), epochs_total=int(cfg.get("epochs", 0)),
                            benchmark_sha256=meta.get("benchmark", {}).get("sha256", ""),
                            benchmark_source=meta.get("benchmark", {}).get("source", ""),
-                           commit=meta.get("commit", "unknown"), identity=procedure.identity(cfg)))
+                           commit=meta.get("commit", "unknown"), identity=procedure.identity(cfg),
+                           commits=code_commits(run, meta, epochs)))
     if not out:
         raise UserError(f"{folder} holds no run folders (none has a config.json)")
     return out
+
+
+def code_commits(run: Run, meta: dict, epochs: list[dict]) -> tuple[str, ...]:
+    """Every commit whose code wrote part of a run: the one that created it, and those that
+    computed its epochs, finished it and made its selections (records that name one)."""
+    done = run.path / "done"
+    finished = [read_json(done).get("commit")] if done.exists() else []
+    named = [meta.get("commit"), *finished, *(r.get("commit") for r in epochs),
+             *(r.get("commit") for r in run.selections())]
+    return tuple(sorted({c for c in named if c}))
 
 
 def notes(identity: dict, criterion: str) -> str:

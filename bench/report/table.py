@@ -179,7 +179,8 @@ def provenance(exp: Experiment, truth) -> dict:
         for method, nets in sel.groupby("method")["net"].unique().items():
             if len(nets) > 1:
                 split.append(f"{method}: {', '.join(sorted(nets))}")
-    return {"commit": git_commit(), "run_commits": sorted({r.commit for r in used}),
+    run_commits = sorted({c for r in used for c in (r.commits or (r.commit,))})
+    return {"commit": git_commit(), "run_commits": run_commits,
             "benchmark": truth.source_name, "benchmark_sha256": truth.sha256,
             "searched_with_other_tables": other_tables,
             "profiles": sorted({r.procedure for r in used}), "seeds": sorted({r.seed for r in used}),

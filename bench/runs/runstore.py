@@ -3,11 +3,13 @@
 Layout of a run folder:
 
 - ``config.json``: the resolved ``SearchConfig``, seed, profile and provenance (benchmark
-  source and checksum, torch version, device, git commit);
-- ``epochs.jsonl``: one JSON record per finished epoch (losses, accuracies, alpha, the
-  magnitude cell and its ground truth, the checkpoint file and its SHA-256);
+  source and checksum, torch version, device, the git commit that created the run);
+- ``epochs.jsonl``: one JSON record per finished epoch (losses, accuracies, alpha, mixing
+  weights, the derived cell, the checkpoint file and its SHA-256, the commit that computed it:
+  a run resumed by other code says so epoch by epoch);
 - ``checkpoints/epoch-NNNN.pt``: every ``checkpoint_every``-th epoch plus the last;
-- ``done``: written last, with the final cell; a run with ``done`` is complete;
+- ``done``: written last, with the final cell and the commit that finished the search; a run
+  with ``done`` is complete;
 - ``failed``: the traceback of a run that raised (removed when it completes).
 
 The run id is derived from the config and seed, so the same request maps to the same folder.
@@ -15,6 +17,7 @@ The run id is derived from the config and seed, so the same request maps to the 
 from __future__ import annotations
 
 import fcntl
+import functools
 import io
 import json
 import os
@@ -49,11 +52,20 @@ def _identity(config: dict) -> dict | None:
         return None
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit() -> str:
+    """The commit of the code this process runs, ``<sha>-dirty`` when tracked files outside
+    ``results/`` differ from it (as ``git describe --dirty``), ``unknown`` outside a checkout.
+    Read once per process: the code a process runs is the code it imported."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                             timeout=5)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=5).stdout.strip()
+        if not head:
+            return "unknown"
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  ":(exclude)results"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                 timeout=10).stdout.strip()
+        return f"{head}-dirty" if changed else head
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -222,10 +234,11 @@ class Run:
         return {"file": str(path.relative_to(self.path)), "sha256": sha256_file(path)}
 
     def log_epoch(self, record: dict) -> None:
-        append_jsonl(self.epochs_file, record)
+        append_jsonl(self.epochs_file, {**record, "commit": git_commit()})
 
     def mark_done(self, info: dict) -> None:
-        write_json(self.path / "done", {**info, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        write_json(self.path / "done", {**info, "commit": git_commit(),
+                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
         (self.path / "failed").unlink(missing_ok=True)
 
     def mark_failed(self, error: BaseException) -> None:

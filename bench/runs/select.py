@@ -34,7 +34,7 @@ from bench.paths import default_data_dir
 from bench.runs import records
 from bench.runs.checkpoints import INITIALISATION, load_supernet
 from bench.runs.records import HESSIAN, SUPERNET, valid_size_for
-from bench.runs.runstore import Run, run_lock
+from bench.runs.runstore import Run, git_commit, run_lock
 
 INITIALISATION_NAME = "init"
 
@@ -210,6 +210,7 @@ def _apply(run: Run, jobs: list[dict], supernet_tau: int, data_dir, device, prog
                                 "peak_memory_mb": round(device_mod.peak_memory_mb(dev), 1),
                                 "epoch_equivalents": round(seconds / epoch_seconds, 4)}})
         record["key"] = selection_key(record)
+        record["commit"] = git_commit()
         append_jsonl(path, record)
         written.append(record)
     return written
