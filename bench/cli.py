@@ -420,8 +420,9 @@ def _print_status(rows: list[dict]) -> None:
     counts = Counter(r["state"] for r in rows)
     print(", ".join(f"{k}: {counts.get(k, 0)}"
                     for k in ("done", "running", "failed", "incomplete", "selecting", "pending")))
+    print(f"  {'state':10} {'epochs':>7} {'selections':>10} {'search':>11}  run")
     for r in rows:
-        print(f"  {r['state']:10} {r['epochs']:>7} {r['elapsed_s']:9.1f} s  {r['run']}")
+        print(f"  {r['state']:10} {r['epochs']:>7} {r['selections']:>10} {r['elapsed_s']:9.1f} s  {r['run']}")
 
 
 def cmd_status(args) -> int:

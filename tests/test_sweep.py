@@ -37,8 +37,11 @@ def test_parallel_sweep_equals_sequential_and_is_idempotent(tmp_path, cifar_root
     assert {r["state"] for r in sweep.status_rows(par)} == {"done"}
     # a kill between a job's search and the end of its selection: the search is done, the selection is not
     victim = jobs_par[1]
+    asked = len(sweep.load_spec(par)["select"]["criteria"])  # epochs = "last": one checkpoint per run
+    assert {r["selections"] for r in sweep.status_rows(par)} == {f"{asked}/{asked}"}
     (victim.run_path / "selections.jsonl").unlink()
     assert sweep.job_state(victim) == "selecting"
+    assert [r["selections"] for r in sweep.status_rows(par)][1] == f"0/{asked}"
     rerun = sweep.run_sweep(par, 1, data_dir=str(cifar_root), progress=False, threads=1)
     assert [r["run"] for r in rerun] == [str(victim.run_path)]
     assert _outcome(jobs_par) == _outcome(jobs_seq)

@@ -259,32 +259,44 @@ def job_devices(count: int) -> list[str | None]:
     return [f"cuda:{i % gpus}" for i in range(count)]
 
 
-def selection_request(block: dict, run: Run) -> tuple[list[str], list[int], dict[str, dict]]:
-    """The criteria, checkpoint epochs and criterion options that one ``[select]`` block asks for."""
+def selection_request(block: dict, run: Run, available: list[int] | None = None
+                      ) -> tuple[list[str], list[int], dict[str, dict]]:
+    """The criteria, checkpoint epochs and criterion options that one ``[select]`` block asks for;
+    ``available``: the checkpoint epochs to choose from (default: those on disk now)."""
     from bench.runs import select
     from bench.runs.checkpoints import checkpoint_epochs
 
     names = select.parse_criteria(",".join(block.get("criteria", ["magnitude"])))
-    epochs = select.parse_epochs(str(block.get("epochs", "last")), checkpoint_epochs(run))
+    available = checkpoint_epochs(run) if available is None else available
+    epochs = select.parse_epochs(str(block.get("epochs", "last")), available)
     return names, epochs, select.parse_options(option_items(block.get("options", {}), "[select] options"))
 
 
-def selections_missing(job: Job) -> int:
-    """Selection records the job's ``[select]`` blocks ask for that ``selections.jsonl`` does not hold yet."""
+def selection_progress(job: Job, planned: bool = False) -> tuple[int, int]:
+    """(held, asked): how many of the selection records the job's ``[select]`` blocks ask for
+    ``selections.jsonl`` holds, and how many they ask for: of the checkpoints on disk now, or
+    with ``planned`` of those the whole search will keep (``expected_checkpoints``)."""
     blocks = select_blocks(job.select)
     if not blocks:
-        return 0
+        return 0, 0
     from bench.runs import select
 
     run = Run(job.run_path)
     done = {select.selection_key(r) for r in run.selections()}
+    available = expected_checkpoints(job.config) if planned else None
     wanted = set()
     for block in blocks:
-        names, epochs, options = selection_request(block, run)
+        names, epochs, options = selection_request(block, run, available)
         wanted |= {select.selection_key(r)
                    for r in select.planned(epochs, names, options, block.get("valid_size"),
                                            True, block.get("supernet_tau", 0))}
-    return len(wanted - done)
+    return len(wanted & done), len(wanted)
+
+
+def selections_missing(job: Job) -> int:
+    """Selection records the job's ``[select]`` blocks ask for that ``selections.jsonl`` does not hold yet."""
+    held, asked = selection_progress(job)
+    return asked - held
 
 
 def job_state(job: Job) -> str:
@@ -396,21 +408,25 @@ def check_targets(jobs: list[Job], data_dir: str | None) -> None:
 
 
 def status_rows(target: str | Path) -> list[dict]:
-    """One row per job of a spec (or per run folder of an experiment directory)."""
+    """One row per job of a spec (or per run folder of an experiment directory): state, epochs
+    recorded of the total, selection records held of those the spec asks for over the whole
+    search (of a folder: held), search seconds."""
     target = Path(target)
     if target.suffix == ".toml":
-        paths = [(j.run_path, j.config.epochs, job_state(j)) for j in expand(load_spec(target))]
+        paths = [(j.run_path, j.config.epochs, job_state(j), "{}/{}".format(*selection_progress(j, True)))
+                 for j in expand(load_spec(target))]
     elif target.is_dir():
-        paths = [(p, Run(p).config().epochs, run_state(p)) for p in sorted(target.iterdir())
-                 if (p / "config.json").exists()]
+        paths = [(p, Run(p).config().epochs, run_state(p), str(len(Run(p).selections())))
+                 for p in sorted(target.iterdir()) if (p / "config.json").exists()]
         if not paths:
             raise UserError(f"{target} holds no run folders (none has a config.json); give "
                             f"results/<experiment> or a sweep spec")
     else:
         raise UserError(f"{target} is neither a sweep spec (.toml) nor an experiment folder")
     rows = []
-    for path, total, current in paths:
+    for path, total, current, selections in paths:
         records = Run(path).epochs()
         rows.append({"run": path.name, "state": current, "epochs": f"{len(records)}/{total}",
+                     "selections": selections,
                      "elapsed_s": round(sum(r.get("seconds", 0.0) for r in records), 1)})
     return rows
