@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--profile", default="smoke",
                         help="paper, darts-pt, smoke, cpu or reference (default: smoke)")
     search.add_argument("--method", default=None,
-                        help="darts (default), darts-fix-alpha, nap or eoinas; sets the "
+                        help="darts (default), darts-fix-alpha, nap, eoinas or entrannas; sets the "
                         "method's defaults on top of the profile")
     search.add_argument("--seed", type=_seed, default=0, help="0 to 2**32 - 1 (default 0)")
     search.add_argument("--experiment", type=_experiment, default="default",

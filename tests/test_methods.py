@@ -177,6 +177,35 @@ def test_eoinas_pruning_point_resets_what_each_variant_resets(variant):
         assert (method.acc == 0).all()
 
 
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_eoinas_own_cell_after_a_pruning_is_the_one_the_pruning_decided_on(variant):
+    """Right after a pruning N is reset: A / N is +inf wherever A > 0 (``code``) or 0 (``paper``), so
+    the indicator of that moment ranks nothing.  The cell of that epoch is the argmax, over the
+    surviving ops, of the indicator the pruning used; the next epoch's is the live indicator again."""
+    from bench.search.methods.eoinas import EoiNAS
+
+    cfg = _smoke("eoinas", eoi_variant=variant, prune_every=2, epochs=9)  # prunes after epochs 3, 5, 7, 9
+    net = build_supernet(cfg, 0, torch.device("cpu"))
+    with torch.no_grad():
+        net.alpha.zero_()
+    method = EoiNAS(cfg)
+    method.acc[:] = 50.0
+    method.count[:] = 10.0
+    method.count[:, 3] = 5.0          # conv 3x3: twice the others' accuracy term on every edge
+    method.count[:, 4] = 20.0         # avg pool: the weakest, pruned
+    record, _ = method.end_epoch(net, cfg.warmup_epochs + cfg.prune_every - 1)
+    assert [o for _, o in record["pruned"]] == [4] * 6
+    scores = method.scores(net)
+    assert space.select_cell(scores) == (3,) * 6
+    assert np.isnan(scores[:, 4]).all()
+    live = method.indicator(net)  # what the cell would have been read from: no op ranked above 'none'
+    assert space.select_cell(np.nan_to_num(live, nan=-np.inf)) != (3,) * 6
+    method.count[:] = 1.0
+    record, _ = method.end_epoch(net, cfg.warmup_epochs + cfg.prune_every)  # the live indicator again
+    assert record["pruned"] == []
+    np.testing.assert_array_equal(method.scores(net)[:, :4], method.indicator(net)[:, :4])
+
+
 def test_eoinas_scores_rank_by_softmax_before_any_count():
     """In the warm-up nothing is counted: the method's cell (``code``) is softmax(alpha)'s, not an error."""
     from bench.search.methods.eoinas import EoiNAS

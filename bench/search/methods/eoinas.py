@@ -96,6 +96,7 @@ class EoiNAS(Method):
         self.acc = np.zeros((space.NUM_EDGES, space.NUM_OPS))
         self.count = np.zeros((space.NUM_EDGES, space.NUM_OPS))
         self.events: list[tuple[int, int, int]] = []
+        self._decided: np.ndarray | None = None  # the indicator a pruning just used (see ``scores``)
         self._training_alpha = False
         self._clipped: torch.Tensor | None = None
 
@@ -187,6 +188,7 @@ class EoiNAS(Method):
     def end_epoch(self, net: Supernet, epoch: int) -> tuple[dict, bool]:
         net.relaxation.generator = None  # logged and checkpointed: the deterministic softmax(alpha / T)
         ind = self.indicator(net)
+        self._decided = None
         record = {
             "indicator": ind.tolist(),
             "accuracy": self.acc.tolist(),
@@ -198,6 +200,7 @@ class EoiNAS(Method):
             events = prune_weakest(net, self.strength(net), drop_none_last=last and self.cfg.drop_none_last)
             self.events += [(epoch + 1, e, o) for e, o in events]
             record["pruned"] = events
+            self._decided = ind
             self.count[:] = 0
             if self.cfg.eoi_variant != "code":  # the code keeps A across a pruning point
                 self.acc[:] = 0
@@ -206,9 +209,13 @@ class EoiNAS(Method):
 
     def scores(self, net: Supernet) -> np.ndarray:
         """The indicator for the method's own cell: an op with A = N = 0 (``code``) ranks below the
-        edge's other ops; an edge with no op counted yet (warm-up) is ranked by softmax(alpha)."""
-        ind = self.indicator(net)
+        edge's other ops; an edge with no op counted yet (warm-up) is ranked by softmax(alpha).
+        Right after a pruning it is the indicator that pruning used, over the surviving ops: the
+        reset of N there leaves A / N undefined (``code``: +inf wherever A > 0, so every such op
+        would tie) or zero (``paper``) until samples come in again."""
         available = net.op_mask.cpu().numpy()
+        ind = self.indicator(net) if self._decided is None else np.array(self._decided, dtype=np.float64)
+        ind[~available] = np.nan
         undefined = np.isnan(ind) & available
         for e in range(space.NUM_EDGES):
             if undefined[e].any():
