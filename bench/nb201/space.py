@@ -170,18 +170,21 @@ def has_path(cell: Sequence[int]) -> bool:
     return reach[3]
 
 
+def _count_ops(cells: np.ndarray | Iterable[int], ops) -> np.ndarray | int:
+    """Edges whose op is one of ``ops``, per cell; an int for one cell, an array for (n, 6)."""
+    arr = np.asarray(cells)
+    hits = np.isin(arr, sorted(ops))
+    return int(hits.sum()) if arr.ndim == 1 else hits.sum(axis=1)
+
+
 def count_parameter_free(cells: np.ndarray | Iterable[int]) -> np.ndarray | int:
     """Number of parameter-free ops (none, skip, pool) per cell; accepts one cell or (n, 6)."""
-    arr = np.asarray(cells)
-    free = np.isin(arr, sorted(PARAMETER_FREE))
-    return int(free.sum()) if arr.ndim == 1 else free.sum(axis=1)
+    return _count_ops(cells, PARAMETER_FREE)
 
 
 def count_skip_connections(cells: np.ndarray | Iterable[int]) -> np.ndarray | int:
     """Number of ``skip_connect`` edges per cell (DARTS's degeneration count); one cell or (n, 6)."""
-    arr = np.asarray(cells)
-    skips = arr == SKIP_CONNECT
-    return int(skips.sum()) if arr.ndim == 1 else skips.sum(axis=1)
+    return _count_ops(cells, {SKIP_CONNECT})
 
 
 def select_cell(scores: np.ndarray, allow_none: bool = True) -> Cell:

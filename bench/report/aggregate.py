@@ -39,7 +39,7 @@ import pandas as pd
 
 import criteria
 from bench import score
-from bench.atomic import read_json, read_jsonl
+from bench.atomic import read_json
 from bench.errors import UserError
 from bench.nb201 import space
 from bench.paths import results_dir
@@ -96,33 +96,38 @@ def experiment_dir(experiment: str | Path) -> Path:
 
 def runs(experiment: str | Path) -> list[RunInfo]:
     """Every run folder (with a config.json) of an experiment, sorted by name."""
+    return [info for info, _, _ in _read_runs(experiment)]
+
+
+def _read_runs(experiment: str | Path) -> list[tuple[RunInfo, list[dict], list[dict]]]:
+    """Every run of an experiment with its epoch and selection records, each file read once."""
     folder = experiment_dir(experiment)
     out = []
     for path in sorted(p for p in folder.iterdir() if (p / "config.json").exists()):
         run = Run(path)
         meta = run.meta()
         cfg = meta["config"]
-        epochs = run.epochs()
-        out.append(RunInfo(run=path.name, path=path, method=cfg.get("method", "darts"),
-                           profile=meta.get("profile", "custom"), seed=int(meta.get("seed", 0)),
-                           state=run_state(path),
-                           epochs_done=len(epochs), epochs_total=int(cfg.get("epochs", 0)),
-                           benchmark_sha256=meta.get("benchmark", {}).get("sha256", ""),
-                           benchmark_source=meta.get("benchmark", {}).get("source", ""),
-                           commit=meta.get("commit", "unknown"), identity=procedure.identity(cfg),
-                           commits=code_commits(run, meta, epochs)))
+        epochs, selections = run.epochs(), run.selections()
+        info = RunInfo(run=path.name, path=path, method=cfg.get("method", "darts"),
+                       profile=meta.get("profile", "custom"), seed=int(meta.get("seed", 0)),
+                       state=run_state(path),
+                       epochs_done=len(epochs), epochs_total=int(cfg.get("epochs", 0)),
+                       benchmark_sha256=meta.get("benchmark", {}).get("sha256", ""),
+                       benchmark_source=meta.get("benchmark", {}).get("source", ""),
+                       commit=meta.get("commit", "unknown"), identity=procedure.identity(cfg),
+                       commits=code_commits(run, meta, epochs + selections))
+        out.append((info, epochs, selections))
     if not out:
         raise UserError(f"{folder} holds no run folders (none has a config.json)")
     return out
 
 
-def code_commits(run: Run, meta: dict, epochs: list[dict]) -> tuple[str, ...]:
+def code_commits(run: Run, meta: dict, records: list[dict]) -> tuple[str, ...]:
     """Every commit whose code wrote part of a run: the one that created it, and those that
-    computed its epochs, finished it and made its selections (records that name one)."""
+    computed its epochs and selections (``records`` that name one) and finished it."""
     done = run.path / "done"
     finished = [read_json(done).get("commit")] if done.exists() else []
-    named = [meta.get("commit"), *finished, *(r.get("commit") for r in epochs),
-             *(r.get("commit") for r in run.selections())]
+    named = [meta.get("commit"), *finished, *(r.get("commit") for r in records)]
     return tuple(sorted({c for c in named if c}))
 
 
@@ -309,15 +314,16 @@ def load(experiment: str | Path, truth) -> Experiment:
     """Read every run of an experiment and score it against ``truth`` (a ``GroundTruth``)."""
     from bench.search.methods import METHODS
 
-    infos = runs(experiment)
+    read = _read_runs(experiment)
+    infos = [info for info, _, _ in read]
     sel_rows: list[dict] = []
     pending: list[_Pending] = []
     epoch_rows: list[dict] = []
     hessian: dict[tuple[str, int], float] = {}
-    for info in infos:
+    for info, epoch_records, selection_records in read:
         method = METHODS.get(info.method)
         own_criterion = method.cell_criterion if method is not None else None
-        for rec in read_jsonl(info.path / "epochs.jsonl"):
+        for rec in epoch_records:
             epoch = int(rec["epoch"])
             if own_criterion is None:  # else the method's cell is a criterion's: taken from selections below
                 cell, scores = _search_scores(rec)
@@ -334,7 +340,7 @@ def load(experiment: str | Path, truth) -> Experiment:
                                "peak_memory_mb": rec.get("peak_memory_mb", np.nan),
                                "hessian_eigenvalue": (rec.get("hessian") or {}).get("eigenvalue", np.nan),
                                "weights": np.asarray(weights, dtype=float) if weights is not None else None})
-        for rec in read_jsonl(info.path / "selections.jsonl"):
+        for rec in selection_records:
             epoch, criterion = int(rec["epoch"]), rec["criterion"]
             if criterion == HESSIAN or "scores" not in rec and "sample" not in rec:
                 if (rec.get("hessian") or {}).get("eigenvalue") is not None:

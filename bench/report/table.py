@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from bench.report.aggregate import Experiment
 
 CELL_COLUMNS = {"skip_connections": "skip connections", "params_m": "params (M)", "flops_m": "FLOPs (M)"}
-"""Columns that describe the selected cell itself (after the accuracies), with their headings."""
-"""Cost columns of the cell's stand-alone network (``bench.nets.cellcost``), when present."""
+"""Columns that describe the selected cell itself (after the accuracies), with their headings: its
+skip connections and its stand-alone network's cost (``bench.nets.cellcost``), when present."""
 MAIN, OTHER = "main", "published, other procedure"
 """The two blocks of the table."""
 
