@@ -335,6 +335,25 @@ def test_entrannas_smoke_run_records_dst_and_trains_thresholds(tmp_path, tiny_da
     assert records[0]["criterion"] == "magnitude"
 
 
+def test_entrannas_always_has_a_transit_cell():
+    """At N=1 every cell is the first of its stage: the default engine set shrinks to cell 0, and an
+    explicit ``stage-first`` there (no transit cell, i.e. DARTS with DST) is refused."""
+    from bench.nets.entrannas import EnTranSupernet
+
+    for profile, n, engines in (("smoke", 1, "first"), ("reference", 1, "first"), ("cpu", 2, "stage-first"),
+                                ("paper", 5, "stage-first")):
+        cfg = config.resolve(profile, method="entrannas")
+        assert (cfg.N, cfg.engine_cells) == (n, engines)
+        net = EnTranSupernet(C=2, N=cfg.N, engine_cells=cfg.engine_cells)
+        cells = [k for k, b in enumerate(net.cells) if type(b).__name__ == "SharedCell"]
+        assert len(cells) == 3 * n and 0 < len(net.engines) < len(cells)
+    assert config.resolve("reference", method="darts").engine_cells == "stage-first"  # other ids unchanged
+    with pytest.raises(UserError, match="engine_cells=stage-first with N=1.*set engine_cells=first"):
+        config.resolve("smoke", ["engine_cells=stage-first"], "entrannas")
+    with pytest.raises(UserError, match="engine_cells=stage-first with N=1"):
+        config.resolve("cpu", ["N=1"], "entrannas")
+
+
 def test_entrannas_discretize_inherits_the_shared_convs():
     from bench.nets.cells import CellNetwork, count_parameters
     from bench.nets.entrannas import EnTranSupernet

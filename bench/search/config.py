@@ -278,7 +278,8 @@ def resolve(profile_name: str, overrides: list[str] | None = None, method: str |
     """A profile, then the method's defaults, then ``key=value`` overrides.
 
     ``method=M`` among the overrides is the same as ``method``: the method's defaults apply (a
-    run filed under ``nap`` is a NAP run); the two may not disagree."""
+    run filed under ``nap`` is a NAP run); the two may not disagree.  The result is a config for a
+    new run, so the method's ``check_new_run`` applies."""
     base = profile(profile_name)
     changes = dict(parse_override(text, base) for text in overrides or [])
     chosen = changes.pop("method", None)
@@ -287,4 +288,6 @@ def resolve(profile_name: str, overrides: list[str] | None = None, method: str |
     method = method or chosen
     if method is not None:
         base = base.replace(method=method, **method_defaults(method, base))
-    return base.replace(**changes) if changes else base
+    cfg = base.replace(**changes) if changes else base
+    METHODS[cfg.method].check_new_run(cfg)
+    return cfg

@@ -55,6 +55,12 @@ class Method:
         """Field values the method sets on top of profile ``profile`` (``base``)."""
         return {}
 
+    @staticmethod
+    def check_new_run(cfg: SearchConfig) -> None:
+        """Refuse (``UserError``) a config that is valid but would not run the method as its paper
+        describes; applied when a config is resolved for a new run, not to stored runs (records of an
+        earlier rule still load and report)."""
+
     def __init__(self, cfg: SearchConfig, seed: int = 0):
         self.cfg = cfg
         self.seed = seed

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EnTranNASOptions:
-    engine_cells: str = "stage-first"  # stage-first (first cell of each stage) or first (cell 0 only)
+    engine_cells: str = "stage-first"  # stage-first (first cell of each stage) or first (cell 0 only);
+    # at N=1 every cell is the first of its stage, so the method's default there is first
     dst: bool = True  # differentiable sparsification with node thresholds
     engine_temperature: float = 1.0  # engine softmax temperature
 
@@ -43,7 +44,16 @@ class EnTranNAS(Method):
 
     @staticmethod
     def profile_defaults(base: SearchConfig, profile: str) -> dict:
-        return {"relaxation": "softmax"}
+        """Engine cells: the first of each stage; at N=1 (each stage one cell) cell 0 only, so that the
+        other two cells are transit cells."""
+        return {"relaxation": "softmax", "engine_cells": "first" if base.N == 1 else "stage-first"}
+
+    @staticmethod
+    def check_new_run(cfg: SearchConfig) -> None:
+        if cfg.engine_cells == "stage-first" and cfg.N == 1:
+            raise UserError("engine_cells=stage-first with N=1 makes every cell an engine cell (each stage "
+                            "has one cell), so no transit cell exists; set engine_cells=first (cell 0 the "
+                            "engine, the other two transit)")
 
     def __init__(self, cfg: SearchConfig, seed: int = 0):
         super().__init__(cfg, seed)
