@@ -437,6 +437,45 @@ def test_hessian_eigenvalues_drawn_only_when_present(tmp_path, truth):
     assert not curves.has_hessian(aggregate.load(plain, truth))  # build.write_curves draws no collapse figure
 
 
+def test_curves_have_a_row_of_panels_per_net_and_a_legend_below(experiment, truth):
+    """Accuracy curves: one row per net, one column per data set; each panel's lines are that net's
+    criteria (labels without the net), drawn at the mean over seeds; a criterion keeps its look on
+    every row; the legend lies below the lowest panel."""
+    import matplotlib.pyplot as plt
+
+    make_run(experiment, 0, truth, method="nap", selections={CRIT: (MIXED, {"valid_size": 64})})
+    exp = aggregate.load(experiment, truth)
+    fig = curves.accuracy_figure(exp, truth)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2 * 3
+    titles = [ax.get_title() for ax in axes]
+    assert titles[0] == "darts: CIFAR-10 test" and titles[3].startswith("nap: ")
+    drawn = [{ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+             for ax in axes]
+    assert set(drawn[0]) == {"own cell", "magnitude", CRIT, "optimum", "all-skip cell"}
+    assert set(drawn[3]) == {"own cell", CRIT, "optimum", "all-skip cell"}
+    mean, _ = crit_mean_std(truth)
+    xs, ys = drawn[0][CRIT].get_data()
+    assert list(xs) == [1, 2, 3] and ys[-1] == pytest.approx(mean)
+    mixed = truth.lookup(MIXED, ["cifar10_test"])["cifar10_test"]
+    assert drawn[3][CRIT].get_ydata()[-1] == pytest.approx(mixed)
+    assert drawn[0][CRIT].get_color() == drawn[3][CRIT].get_color()
+    assert drawn[0]["magnitude"].get_color() != drawn[0][CRIT].get_color()
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert legend.y1 <= min(ax.get_tightbbox().y0 for ax in axes)
+    plt.close(fig)
+    from bench.report import style
+
+    fig, axes = style.grid(1, 1)  # a legend taller than its panel still goes below it
+    for i in range(40):
+        axes[0][0].plot([0, 1], [i, i], label=f"line {i}", **style.line_style(i))
+    style.legend_below(fig, axes[0])
+    fig.canvas.draw()
+    assert fig.legends[0].get_window_extent().y1 <= axes[0][0].get_tightbbox().y0
+    plt.close(fig)
+
+
 def test_report_all_writes_every_file(experiment, truth, tmp_path):
     """The tables hold the numbers computed here by hand; the figures are drawn images."""
     from matplotlib.image import imread

@@ -1,9 +1,10 @@
 """Degeneration curves (``report curves``), ``docs/criteria.md`` §7.
 
-- ``accuracy_figure``: per headline data set, the ground-truth test accuracy (%) of the derived
-  cell vs search epoch, one line per line label (method x config x criterion x selection; mean
-  over seeds, band = seeds' min-max), with the optimum and the all-skip cell as reference lines;
-- ``diagnostics_figure``: parameter-free ops in the derived cell (0-6) and the supernet's
+- ``accuracy_figure``: one row of panels per net (method x config), one column per headline data
+  set: the ground-truth test accuracy (%) of the derived cell vs search epoch, one line per
+  criterion and selection (mean over seeds, band = seeds' min-max; a criterion has the same look
+  on every row), with the optimum and the all-skip cell as reference lines;
+- ``diagnostics_figure``: per net, parameter-free ops in the derived cell (0-6) and the supernet's
   validation accuracy (%) vs epoch;
 - ``collapse_figure`` (only where a dominant Hessian eigenvalue was measured, per epoch record or
   by ``select``'s ``_hessian`` records): the eigenvalue per epoch beside the own cell's accuracy
@@ -30,52 +31,71 @@ EDGE_LABELS = [f"edge {dst}<-{src}" for dst, src in space.EDGES]
 
 
 def _reference_lines(ax, truth, metric: str) -> None:
-    """The optimum and the all-skip cell of ``metric`` as horizontal lines."""
+    """The optimum and the all-skip cell of ``metric`` as horizontal lines; the y axis spans the
+    data and the optimum (the all-skip line shows where the data come near it)."""
     if metric not in truth.metrics:
         return
+    values = [y for line in ax.get_lines() for y in np.asarray(line.get_ydata(), dtype=float).ravel()]
+    values += [y for band in ax.collections for path in band.get_paths() for y in path.vertices[:, 1]]
     skip = truth.lookup(space.parse(ALL_SKIP), [metric])
-    ax.axhline(float(np.nanmax(truth.metric(metric))), color="0.25", linestyle=(0, (6, 3)), linewidth=1.0,
-               label="optimum")
+    optimum = float(np.nanmax(truth.metric(metric)))
+    ax.axhline(optimum, color="0.25", linestyle=(0, (6, 3)), linewidth=1.0, label="optimum")
     ax.axhline(skip[metric], color="0.45", linestyle=(0, (1, 2)), linewidth=1.2, label="all-skip cell")
+    finite = [y for y in values if np.isfinite(y)]
+    if finite:
+        low, high = min(finite), max(max(finite), optimum)
+        pad = max(0.5, 0.06 * (high - low))
+        ax.set_ylim(low - pad, high + pad)
 
 
 def accuracy_figure(exp: Experiment, truth):
+    """One row of panels per net, one column per headline data set; in each panel one line per
+    criterion applied to that net (mean over seeds, band = min-max), with the optimum and the
+    all-skip cell as reference lines (DARTS-PT Figure 4's layout)."""
     sel = complete(exp.selections)
     metrics = [m for m in HEADLINE_METRICS if f"acc:{m}" in sel.columns] or [DEFAULT_METRIC]
-    fig, axes = style.subplots(len(metrics), width_per_panel=4.4, height=3.6)
-    for ax, metric in zip(axes, metrics):
-        for i, line, rows in style.ordered_lines(sel):
-            style.mean_band(ax, rows, f"acc:{metric}", i, line)
-        _reference_lines(ax, truth, metric)
-        ax.set_title(label(metric), fontsize=9)
+    nets = style.net_labels(sel)
+    fig, axes = style.grid(len(nets), len(metrics))
+    for r, net in enumerate(nets or [""]):
+        for ax, metric in zip(axes[r], metrics):
+            for i, line, rows in style.net_lines(sel, net, sel):
+                style.mean_band(ax, rows, f"acc:{metric}", i, line)
+            _reference_lines(ax, truth, metric)
+            ax.set_title(f"{net}: {label(metric)}" if net else label(metric), fontsize=9)
+        axes[r][0].set_ylabel("derived cell, test acc. (%)")
+    for ax in axes[-1]:
         ax.set_xlabel("search epoch")
-        ax.set_ylabel("derived cell, test accuracy (%)")
-    style.share_x(axes, sel)
-    style.legend_below(fig, axes)
+    style.share_x([ax for row in axes for ax in row], sel)
+    style.legend_below(fig, [ax for row in axes for ax in row], columns=4)
     return fig
 
 
 def diagnostics_figure(exp: Experiment):
+    """Per net (one row each): the parameter-free ops of each criterion's derived cell, and the
+    supernet's accuracy on the alpha half, vs search epoch."""
     sel = complete(exp.selections)
     epochs = complete(exp.epochs)
-    fig, axes = style.subplots(2, width_per_panel=5.0, height=3.6)
-    for i, line, rows in style.ordered_lines(sel):
-        style.mean_band(axes[0], rows, "parameter_free_ops", i, line)
-    _free_ops_axis(axes[0])
-    axes[0].set_title("none / skip / avg-pool edges of the derived cell", fontsize=9)
-    for i, net, group in style.ordered_lines(epochs, by="net"):
-        style.mean_band(axes[1], group, "valid_acc", i, f"{net} (supernet)")
-    axes[1].set_xlabel("search epoch")
-    axes[1].set_ylabel("supernet valid. accuracy (%)")
-    axes[1].set_title("supernet on the alpha half", fontsize=9)
-    style.share_x(axes, sel)
-    style.legend_below(fig, axes)
+    nets = sorted(set(style.net_labels(sel)) | set(style.net_labels(epochs)))
+    fig, axes = style.grid(len(nets), 2, width_per_panel=4.6)
+    for r, net in enumerate(nets or [""]):
+        for i, line, rows in style.net_lines(sel, net, sel):
+            style.mean_band(axes[r][0], rows, "parameter_free_ops", i, line)
+        _free_ops_axis(axes[r][0])
+        axes[r][0].set_title(f"{net}: none / skip / avg-pool edges of the derived cell", fontsize=9)
+        rows = epochs[epochs["net"] == net] if not epochs.empty else epochs
+        if not rows.empty:
+            style.mean_band(axes[r][1], rows, "valid_acc", 0, "supernet, alpha half", fixed="0.2")
+        axes[r][1].set_ylabel("supernet valid. accuracy (%)")
+        axes[r][1].set_title(f"{net}: supernet on the alpha half", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("search epoch")
+    style.share_x([ax for row in axes for ax in row], sel if not sel.empty else epochs)
+    style.legend_below(fig, [ax for row in axes for ax in row], columns=4)
     return fig
 
 
 def _free_ops_axis(ax) -> None:
     ax.set_ylim(-0.3, 6.3)
-    ax.set_xlabel("search epoch")
     ax.set_ylabel("parameter-free ops (0-6)")
 
 
@@ -105,6 +125,7 @@ def collapse_figure(exp: Experiment, truth, metric: str = DEFAULT_METRIC):
     axes[0].set_xlabel("search epoch")
     axes[0].set_ylabel("test accuracy (%)")
     _free_ops_axis(axes[1])
+    axes[1].set_xlabel("search epoch")
     axes[1].set_title("parameter-free ops of the own cell", fontsize=9)
     axes[2].set_title("dominant Hessian eigenvalue (alpha)", fontsize=9)
     axes[2].set_xlabel("search epoch")

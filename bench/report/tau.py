@@ -140,22 +140,27 @@ def paired_markdown(frame: pd.DataFrame, metric: str | None = None) -> str:
 
 
 def figure(exp: Experiment, metric: str = DEFAULT_METRIC):
-    """Kendall tau-b vs search epoch, one line per line label (mean over seeds, band = min-max)."""
+    """Kendall tau-b vs search epoch: one row of panels per net, one column per protocol, one line
+    per criterion (mean over seeds, band = min-max)."""
     from bench.report import style
 
     ranks = complete(exp.ranks)
     ranks = ranks[ranks["metric"] == metric] if not ranks.empty else ranks
     panels = [p for p in FIGURE_PANELS if not ranks.empty and
               ((ranks["protocol"] == p[0]) & (ranks["subset"] == p[1])).any()] or list(FIGURE_PANELS[:1])
-    fig, axes = style.subplots(len(panels), width_per_panel=5.0, height=3.4, columns=min(2, len(panels)))
-    for ax, (protocol, subset, title) in zip(axes, panels):
-        part = ranks if ranks.empty else ranks[(ranks["protocol"] == protocol) & (ranks["subset"] == subset)]
-        for i, line, group in style.ordered_lines(part, universe=ranks):
-            style.mean_band(ax, group, "kendall_tau", i, line)
-        ax.axhline(0.0, color="0.6", linewidth=0.8)
-        ax.set_title(title, fontsize=9)
+    nets = style.net_labels(ranks)
+    fig, axes = style.grid(len(nets), len(panels), width_per_panel=3.8)
+    for r, net in enumerate(nets or [""]):
+        for ax, (protocol, subset, title) in zip(axes[r], panels):
+            part = ranks if ranks.empty else ranks[(ranks["protocol"] == protocol)
+                                                   & (ranks["subset"] == subset)]
+            for i, line, group in style.net_lines(part, net, ranks):
+                style.mean_band(ax, group, "kendall_tau", i, line)
+            ax.axhline(0.0, color="0.6", linewidth=0.8)
+            ax.set_title(f"{net}: {title}" if net else title, fontsize=8)
+        axes[r][0].set_ylabel(f"Kendall tau-b ({metric})")
+    for ax in axes[-1]:
         ax.set_xlabel("search epoch")
-        ax.set_ylabel(f"Kendall tau-b ({metric})")
-    style.share_x(axes, ranks)
-    style.legend_below(fig, axes)
+    style.share_x([ax for row in axes for ax in row], ranks)
+    style.legend_below(fig, [ax for row in axes for ax in row], columns=4)
     return fig
