@@ -115,10 +115,10 @@ def collapse_figure(exp: Experiment, truth, metric: str = DEFAULT_METRIC):
     epochs = epochs[epochs["hessian_eigenvalue"].notna()] if has_hessian(exp) else epochs.iloc[0:0]
     fig, axes = style.subplots(3, width_per_panel=4.4, height=3.6)
     universe = complete(exp.epochs)
-    for i, net, rows in style.ordered_lines(own, universe=universe, by="net"):
+    for i, net, rows in style.ordered_nets(own, universe=universe):
         style.mean_band(axes[0], rows, f"acc:{metric}", i, f"{net} / own cell")
         style.mean_band(axes[1], rows, "parameter_free_ops", i, f"{net} / own cell")
-    for i, net, rows in style.ordered_lines(epochs, universe=universe, by="net"):
+    for i, net, rows in style.ordered_nets(epochs, universe=universe):
         style.mean_band(axes[2], rows, "hessian_eigenvalue", i, f"{net} / own cell")
     _reference_lines(axes[0], truth, metric)
     axes[0].set_title(f"own cell, {label(metric)}", fontsize=9)

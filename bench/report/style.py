@@ -8,28 +8,19 @@ import matplotlib.pyplot as plt  # headless: matplotlib falls back to Agg by its
 import numpy as np
 import pandas as pd
 
-from bench.report.frames import ordered_lines as ordered_lines_of
-
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
           "#882255", "#44AA99", "#999933"]  # Okabe-Ito + Tol's wine, teal, olive: a colour per criterion
 DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
-def ordered_lines(frame: pd.DataFrame, universe: pd.DataFrame | None = None, by: str = "line"):
-    """Yield (style index, label, rows) in one order for every figure: the ``line`` labels of
-    ``bench.report.frames.ordered_lines`` (by net, then the search's own cell, the criteria in
-    ``CRITERIA_ORDER``, then any others), or the ``net`` labels with ``by="net"``.  The style
-    index is the label's position in ``universe`` (default ``frame``), so that a line keeps its
-    look on panels that show only some of the lines."""
-    def labels(part: pd.DataFrame) -> list[str]:
-        if part.empty:
-            return []
-        return ordered_lines_of(part) if by == "line" else sorted(part[by].unique())
-
-    position = {label: i for i, label in enumerate(labels(frame if universe is None else universe))}
-    for label in labels(frame):
-        yield position.get(label, len(position)), label, frame[frame[by] == label]
+def ordered_nets(frame: pd.DataFrame, universe: pd.DataFrame | None = None):
+    """Yield (style index, net, rows) per net of ``frame``, sorted; the style index is the net's
+    position in ``universe`` (default ``frame``), so that a net keeps its look on panels that show
+    only some of the nets."""
+    position = {net: i for i, net in enumerate(net_labels(frame if universe is None else universe))}
+    for net in net_labels(frame):
+        yield position.get(net, len(position)), net, frame[frame["net"] == net]
 
 
 def net_labels(frame: pd.DataFrame) -> list[str]:
