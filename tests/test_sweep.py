@@ -107,6 +107,11 @@ def test_second_holder_of_a_lock_is_refused(tmp_path):
         ("experiment = 'x'\nseeds = 'a'", "must be a list"),
         ("experiment = 'x'\n[select]\nfoo = 1", "[select] has unknown"),
         ("experiment = 'x'\nmethods = ['magic']", "Unknown method"),
+        ("experiment = 'x'\nmethods = ['darts']\n[overrides.nap]\nprune_every = 2",
+         "[overrides.nap] names no method"),
+        ("experiment = 'x'\nmethods = ['nap']\n[overrides.nap]\nmethod = 'darts'", "may not set method"),
+        ("experiment = 'x'\nmethods = ['nap']\n[overrides.nap]\nprune_every = [2]", "must be a number"),
+        ("experiment = 'x'\nmethods = ['nap']\n[overrides.nap]\ncolour = 2", "colour"),
         ("not toml [", "not valid TOML"),
     ],
 )
@@ -134,6 +139,24 @@ def test_options_flat_or_one_table_per_criterion(tmp_path):
         "ostr.variant=exact",
         "darts-pt-proj.proj_intv=2",
     ]
+
+
+def test_overrides_for_one_method_change_only_its_jobs(tmp_path):
+    """``[overrides.<method>]`` applies after ``[overrides]`` to that method's jobs; the other
+    methods' configs (and run ids) are those of a spec without it."""
+    from bench.search import config
+
+    base = 'experiment = "o"\nprofile = "smoke"\nmethods = ["darts", "nap"]\n[overrides]\nepochs = 4\n'
+    plain, tuned = tmp_path / "plain.toml", tmp_path / "tuned.toml"
+    plain.write_text(base)
+    tuned.write_text(base + "[overrides.nap]\nprune_every = 3\nepochs = 6\n")
+    before = {j.method: j for j in sweep.expand(sweep.load_spec(plain))}
+    after = {j.method: j for j in sweep.expand(sweep.load_spec(tuned))}
+    assert after["darts"].config == before["darts"].config
+    assert after["darts"].run_path == before["darts"].run_path
+    assert (after["nap"].config.prune_every, after["nap"].config.epochs) == (3, 6)
+    assert after["nap"].config == config.resolve("smoke", ["epochs=6", "prune_every=3"], "nap")
+    assert after["nap"].run_path != before["nap"].run_path
 
 
 def test_expected_checkpoints():

@@ -20,6 +20,8 @@ Spec (see ``examples/smoke.toml``)::
     results = "/shared/results"  # optional: the results root (default: results/ or $BENCH_RESULTS)
     [overrides]                  # SearchConfig fields for every job
     epochs = 2
+    [overrides.nap]              # optional: fields for one method's jobs only (after the above)
+    prune_every = 5
     [select]                     # optional: criteria applied after each search
     criteria = ["magnitude", "darts-pt"]
     epochs = "last"
@@ -100,12 +102,15 @@ def check_spec(spec: dict, where: str) -> None:
         check_seed(seed, f"{where}: each of seeds")
     if "results" in spec and not spec["results"].strip():
         raise UserError(f"{where}: results must name a folder (or be left out for the default)")
+    methods = spec.get("methods", ["darts"])
     for key, value in spec.get("overrides", {}).items():
-        if key == "method":
-            raise UserError(f"{where}: [overrides] may not set method; list the methods in methods = [...]")
-        if not isinstance(value, _SCALAR):
-            raise UserError(f"{where}: [overrides] {key} = {value!r} must be a number, a string or "
-                            f"true/false")
+        if isinstance(value, dict):
+            if key not in methods:
+                raise UserError(f"{where}: [overrides.{key}] names no method of the spec; methods are "
+                                f"{', '.join(methods)}")
+            _check_overrides(value, f"{where}: [overrides.{key}]")
+        else:
+            _check_overrides({key: value}, f"{where}: [overrides]")
     if isinstance(spec.get("select"), list) and not spec["select"]:
         raise UserError(f"{where}: [[select]] is empty; give at least one table or leave it out")
     for select in select_blocks(spec.get("select")):
@@ -118,6 +123,22 @@ def check_spec(spec: dict, where: str) -> None:
             if select.get(key, 0) < 0:
                 raise UserError(f"{where}: [select] {key} must be >= 0, got {select[key]}")
         option_items(select.get("options", {}), f"{where}: [select] options")
+
+
+def _check_overrides(table: dict, where: str) -> None:
+    for key, value in table.items():
+        if key == "method":
+            raise UserError(f"{where} may not set method; list the methods in methods = [...]")
+        if not isinstance(value, _SCALAR):
+            raise UserError(f"{where} {key} = {value!r} must be a number, a string or true/false")
+
+
+def overrides_for(spec: dict, method: str) -> list[str]:
+    """``key=value`` overrides of one method's jobs: ``[overrides]`` scalars, then the method's own
+    ``[overrides.<method>]`` table (which wins where both set a field)."""
+    table = spec.get("overrides", {})
+    fields = {k: v for k, v in table.items() if not isinstance(v, dict)} | table.get(method, {})
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in fields.items()]
 
 
 def select_blocks(select: dict | list | None) -> list[dict]:
@@ -167,12 +188,11 @@ def expand(spec: dict) -> list[Job]:
     from bench.paths import results_dir
 
     profiles = spec.get("profiles") or [spec.get("profile", "smoke")]
-    overrides = [f"{k}={v}" if not isinstance(v, bool) else f"{k}={str(v).lower()}"
-                 for k, v in spec.get("overrides", {}).items()]
     results = str(spec.get("results") or results_dir())
     jobs = []
     for profile in profiles:
-        configs = {method: resolve(profile, overrides, method) for method in spec.get("methods", ["darts"])}
+        configs = {method: resolve(profile, overrides_for(spec, method), method)
+                   for method in spec.get("methods", ["darts"])}
         for cfg in configs.values():
             for block in select_blocks(spec.get("select")):
                 check_selection(block, cfg)
