@@ -350,8 +350,17 @@ def test_entrannas_always_has_a_transit_cell():
     assert config.resolve("reference", method="darts").engine_cells == "stage-first"  # other ids unchanged
     with pytest.raises(UserError, match="engine_cells=stage-first with N=1.*set engine_cells=first"):
         config.resolve("smoke", ["engine_cells=stage-first"], "entrannas")
-    with pytest.raises(UserError, match="engine_cells=stage-first with N=1"):
-        config.resolve("cpu", ["N=1"], "entrannas")
+    assert config.resolve("cpu", ["N=1"], "entrannas").engine_cells == "first"  # the run's N decides
+    assert config.resolve("smoke", ["N=2"], "entrannas").engine_cells == "stage-first"
+
+
+def test_method_defaults_follow_the_runs_recipe_and_its_own_fields_win():
+    """A method's defaults are scaled to the training recipe as overridden (NAP's four prunings in
+    the run's epochs), and an override of the method's own field wins over its default."""
+    assert config.resolve("smoke", ["epochs=20"], "nap").prune_every == 5
+    assert config.resolve("smoke", ["epochs=20", "prune_every=7"], "nap").prune_every == 7
+    eoi = config.resolve("smoke", ["epochs=20"], "eoinas")
+    assert (eoi.epochs, eoi.warmup_epochs, eoi.prune_every) == (20, 4, 4)
 
 
 def test_entrannas_discretize_inherits_the_shared_convs():

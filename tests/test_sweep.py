@@ -112,6 +112,8 @@ def test_second_holder_of_a_lock_is_refused(tmp_path):
         ("experiment = 'x'\nmethods = ['nap']\n[overrides.nap]\nmethod = 'darts'", "may not set method"),
         ("experiment = 'x'\nmethods = ['nap']\n[overrides.nap]\nprune_every = [2]", "must be a number"),
         ("experiment = 'x'\nmethods = ['nap']\n[overrides.nap]\ncolour = 2", "colour"),
+        ("experiment = 'x'\nmethods = ['entrannas']\n[overrides.entrannas]\nengine_cells = 'stage-first'",
+         "method entrannas: engine_cells=stage-first with N=1"),
         ("not toml [", "not valid TOML"),
     ],
 )

@@ -96,8 +96,11 @@ def matches(procedure: dict, row: dict) -> bool:
     defaults), the same method and criterion, and the procedure's options."""
     if not procedure.get("profile") or row.get("profile") != procedure["profile"]:
         return False
-    expected = config_mod.resolve(procedure["profile"], list(procedure.get("overrides", ())),
-                                  method=procedure["method"]).identity()
+    try:
+        expected = config_mod.resolve(procedure["profile"], list(procedure.get("overrides", ())),
+                                      method=procedure["method"]).identity()
+    except UserError:  # a procedure no new run may follow matches no row
+        return False
     if row.get("identity") != expected or row.get("method") != procedure["method"]:
         return False
     if row.get("criterion") not in procedure.get("criteria", ()):

@@ -77,7 +77,7 @@ def share_x(axes, frame: pd.DataFrame) -> None:
 
 def line_style(i: int) -> dict:
     return {"color": COLORS[i % len(COLORS)], "linestyle": DASHES[i % len(DASHES)],
-            "marker": MARKERS[(i // len(COLORS) + i) % len(MARKERS)], "markersize": 3.5, "linewidth": 1.4}
+            "marker": MARKERS[(i // len(DASHES) + i) % len(MARKERS)], "markersize": 3.5, "linewidth": 1.4}
 
 
 def subplots(panels: int, width_per_panel: float = 4.2, height: float = 3.4, columns: int | None = None):

@@ -191,7 +191,7 @@ def expand(spec: dict) -> list[Job]:
     results = str(spec.get("results") or results_dir())
     jobs = []
     for profile in profiles:
-        configs = {method: resolve(profile, overrides_for(spec, method), method)
+        configs = {method: _resolve_job(profile, overrides_for(spec, method), method)
                    for method in spec.get("methods", ["darts"])}
         for cfg in configs.values():
             for block in select_blocks(spec.get("select")):
@@ -201,6 +201,14 @@ def expand(spec: dict) -> list[Job]:
                 jobs.append(Job(spec["experiment"], profile, method, int(seed), cfg, results,
                                 spec.get("select", {})))
     return jobs
+
+
+def _resolve_job(profile: str, overrides: list[str], method: str) -> SearchConfig:
+    try:
+        return resolve(profile, overrides, method)
+    except UserError as err:
+        raise UserError(f"Sweep job profile {profile}, method {method}: {err} (in [overrides] or "
+                        f"[overrides.{method}])") from None
 
 
 def expected_checkpoints(cfg: SearchConfig) -> list[int]:

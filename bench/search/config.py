@@ -225,12 +225,13 @@ PROFILES: dict[str, SearchConfig] = {
 }
 
 
-def method_defaults(method: str, base: SearchConfig) -> dict:
-    """Profile defaults of a method, scaled to the profile's epoch budget (the method's own
-    ``profile_defaults`` in ``bench.search.methods``)."""
+def method_defaults(method: str, base: SearchConfig, profile_name: str | None = None) -> dict:
+    """Profile defaults of a method, scaled to ``base``'s size and epoch budget (the method's own
+    ``profile_defaults`` in ``bench.search.methods``); ``profile_name`` defaults to the profile
+    ``base`` equals."""
     if method not in METHODS:
         raise UserError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
-    return METHODS[method].profile_defaults(base, base_name(base))
+    return METHODS[method].profile_defaults(base, profile_name or base_name(base))
 
 
 def base_name(cfg: SearchConfig) -> str:
@@ -278,8 +279,10 @@ def resolve(profile_name: str, overrides: list[str] | None = None, method: str |
     """A profile, then the method's defaults, then ``key=value`` overrides.
 
     ``method=M`` among the overrides is the same as ``method``: the method's defaults apply (a
-    run filed under ``nap`` is a NAP run); the two may not disagree.  The result is a config for a
-    new run, so the method's ``check_new_run`` applies."""
+    run filed under ``nap`` is a NAP run); the two may not disagree.  The method's defaults are
+    scaled to the run's training recipe (the profile with the overrides of ``TrainingConfig``
+    fields: ``N``, ``epochs``, ...), and overrides of the method's own fields win over them.  The
+    result is a config for a new run, so the method's ``check_new_run`` applies."""
     base = profile(profile_name)
     changes = dict(parse_override(text, base) for text in overrides or [])
     chosen = changes.pop("method", None)
@@ -287,7 +290,9 @@ def resolve(profile_name: str, overrides: list[str] | None = None, method: str |
         raise UserError(f"--method {method} and --set method={chosen} disagree; give the method once")
     method = method or chosen
     if method is not None:
-        base = base.replace(method=method, **method_defaults(method, base))
+        recipe = {f.name for f in fields(TrainingConfig)}
+        sized = base.replace(**{k: v for k, v in changes.items() if k in recipe})
+        base = base.replace(method=method, **method_defaults(method, sized, profile_name))
     cfg = base.replace(**changes) if changes else base
     METHODS[cfg.method].check_new_run(cfg)
     return cfg
