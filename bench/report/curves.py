@@ -63,10 +63,7 @@ def accuracy_figure(exp: Experiment, truth):
             _reference_lines(ax, truth, metric)
             ax.set_title(f"{net}: {label(metric)}" if net else label(metric), fontsize=9)
         axes[r][0].set_ylabel("derived cell, test acc. (%)")
-    for ax in axes[-1]:
-        ax.set_xlabel("search epoch")
-    style.share_x([ax for row in axes for ax in row], sel)
-    style.legend_below(fig, [ax for row in axes for ax in row], columns=4)
+    style.finish_grid(fig, axes, sel)
     return fig
 
 
@@ -87,10 +84,7 @@ def diagnostics_figure(exp: Experiment):
             style.mean_band(axes[r][1], rows, "valid_acc", 0, "supernet, alpha half", fixed="0.2")
         axes[r][1].set_ylabel("supernet valid. accuracy (%)")
         axes[r][1].set_title(f"{net}: supernet on the alpha half", fontsize=9)
-    for ax in axes[-1]:
-        ax.set_xlabel("search epoch")
-    style.share_x([ax for row in axes for ax in row], sel if not sel.empty else epochs)
-    style.legend_below(fig, [ax for row in axes for ax in row], columns=4)
+    style.finish_grid(fig, axes, sel if not sel.empty else epochs)
     return fig
 
 

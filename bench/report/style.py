@@ -62,6 +62,16 @@ def grid(rows: int, columns: int, width_per_panel: float = 4.0, height: float = 
     return fig, [list(row) for row in axes]
 
 
+def finish_grid(fig, axes: list[list], frame: pd.DataFrame) -> None:
+    """A ``grid``'s last touches: "search epoch" under the bottom row, the epochs of ``frame`` on
+    every panel, one legend below."""
+    for ax in axes[-1]:
+        ax.set_xlabel("search epoch")
+    flat = [ax for row in axes for ax in row]
+    share_x(flat, frame)
+    legend_below(fig, flat, columns=4)
+
+
 def share_x(axes, frame: pd.DataFrame) -> None:
     """The same epoch range on every panel."""
     if frame.empty:

@@ -159,8 +159,5 @@ def figure(exp: Experiment, metric: str = DEFAULT_METRIC):
             ax.axhline(0.0, color="0.6", linewidth=0.8)
             ax.set_title(f"{net}: {title}" if net else title, fontsize=8)
         axes[r][0].set_ylabel(f"Kendall tau-b ({metric})")
-    for ax in axes[-1]:
-        ax.set_xlabel("search epoch")
-    style.share_x([ax for row in axes for ax in row], ranks)
-    style.legend_below(fig, [ax for row in axes for ax in row], columns=4)
+    style.finish_grid(fig, axes, ranks)
     return fig

@@ -207,8 +207,7 @@ def _resolve_job(profile: str, overrides: list[str], method: str) -> SearchConfi
     try:
         return resolve(profile, overrides, method)
     except UserError as err:
-        raise UserError(f"Sweep job profile {profile}, method {method}: {err} (in [overrides] or "
-                        f"[overrides.{method}])") from None
+        raise UserError(f"Sweep job profile {profile}, method {method}: {err}") from None
 
 
 def expected_checkpoints(cfg: SearchConfig) -> list[int]:

@@ -225,17 +225,12 @@ PROFILES: dict[str, SearchConfig] = {
 }
 
 
-def method_defaults(method: str, base: SearchConfig, profile_name: str | None = None) -> dict:
-    """Profile defaults of a method, scaled to ``base``'s size and epoch budget (the method's own
-    ``profile_defaults`` in ``bench.search.methods``); ``profile_name`` defaults to the profile
-    ``base`` equals."""
+def method_defaults(method: str, base: SearchConfig, profile_name: str) -> dict:
+    """Defaults of a method on top of profile ``profile_name``, scaled to ``base``'s size and epoch
+    budget (the method's own ``profile_defaults`` in ``bench.search.methods``)."""
     if method not in METHODS:
         raise UserError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
-    return METHODS[method].profile_defaults(base, profile_name or base_name(base))
-
-
-def base_name(cfg: SearchConfig) -> str:
-    return next((name for name, p in PROFILES.items() if p == cfg), "custom")
+    return METHODS[method].profile_defaults(base, profile_name)
 
 
 def profile(name: str) -> SearchConfig:
