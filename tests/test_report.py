@@ -127,6 +127,8 @@ def test_aggregate_scores_at_read_time(experiment, truth):
     assert row["kendall_tau"].tolist() == [pytest.approx(arch_tau(CONV, 11, truth))]
     marginal = ranks[(ranks["protocol"] == "2-op-marginal") & (ranks["subset"] == "mean")]
     assert (marginal["edges"] == 6).all() and (marginal["ops"] == "5").all()
+    arch = ranks[(ranks["protocol"] == "1-arch") & (ranks["criterion"] == CRIT)]
+    assert (arch["ops"] == "5").all() and arch["edges"].isna().all()
 
 
 def test_old_and_new_record_formats_give_the_same_frames(tmp_path, truth):
@@ -358,6 +360,8 @@ def test_nap_rows_say_none_is_no_candidate_and_count_edges(tmp_path, truth):
     row = summary[(summary["criterion"] == "ostr") & (summary["protocol"] == "2-op-marginal")].iloc[0]
     assert row["edges"] == "5" and row["ops"] == "1-4"
     assert "per-edge correlations run over 4 ops" in row["notes"]
+    arch = summary[(summary["criterion"] == "ostr") & (summary["protocol"] == "1-arch")].iloc[0]
+    assert arch["ops"] == "1-4" and arch["edges"] == ""  # protocol 1 ranks the cells of the scored ops only
     md = tau.summary_markdown(summary)
     assert "| nap / ostr (note a) | 2-op-marginal | mean | cifar10_test | 2 | 5 | 1-4 |" in md
     assert "note a: 'none' is not a candidate" in md

@@ -279,7 +279,7 @@ def _rank_rows(pending: _Pending, truth) -> list[dict]:
         out.append({**pending.base, "protocol": r["protocol"], "subset": r.get("subset", ""),
                     "metric": r.get("metric", ""), "kendall_tau": r.get("kendall_tau", np.nan),
                     "spearman": r.get("spearman", np.nan), "n": r.get("n"), "edges": edges,
-                    "ops": ops if per_edge is not None else ""})
+                    "ops": ops if per_edge is not None or r["protocol"] == "1-arch" else ""})
     return out
 
 

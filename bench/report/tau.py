@@ -4,7 +4,8 @@
   protocol x subset x data set, Kendall tau-b and Spearman rho at the final epoch as mean over
   seeds with a percentile bootstrap interval of that mean (seeds resampled; no interval from a
   single seed), with the count of edges that entered each per-edge mean (protocols 2-3: an
-  edge with fewer than two scored ops, as on NAP's pruned supernet, has no tau) and a note
+  edge with fewer than two scored ops, as on NAP's pruned supernet, has no tau), the scored ops
+  per edge (protocol 1 ranks only the cells built from them) and a note
   where a criterion runs on a supernet it was not designed for;
 - ``paired``: lines compared on the same supernets (same net, run and epoch): mean
   difference of tau, bootstrap interval and sign-flip permutation p-value
@@ -34,7 +35,7 @@ CARRIED = ["net", "method", "criterion", "notes"]
 COLUMNS = KEYS + CARRIED + ["seeds", "edges", "ops", "tau", "tau_low", "tau_high", "spearman", "spearman_low",
                             "spearman_high"]
 
-FIGURE_PANELS = (("1-arch", "all", "protocol 1: architecture level, all 15,625 cells"),
+FIGURE_PANELS = (("1-arch", "all", "protocol 1: architecture level, every scored cell"),
                  ("2-op-marginal", "mean", "protocol 2: op level, benchmark marginal (mean)"),
                  ("3-op-conditional", "optimum", "protocol 3: op level, around the optimum"),
                  ("4-supernet", "sample", "protocol 4: cells inside the supernet"))
@@ -122,8 +123,9 @@ def summary_markdown(frame: pd.DataFrame, metric: str | None = None) -> str:
                      f"{_fmt(r['spearman'], r['spearman_low'], r['spearman_high'])} |")
     notes = [f"- note {letter}: {text}" for text, letter in letters.items()]
     notes.append("- edges in mean: the edges whose per-edge tau is defined (protocols 2-3; an edge with "
-                 "one op left, or with tied scores, has none); ops per edge: the ops with a score; ranges "
-                 "over seeds")
+                 "one op left, or with tied scores, has none); ops per edge: the ops with a score (protocol "
+                 "1 ranks only the cells built from them: all 15,625 at 5 ops per edge, fewer on a pruned "
+                 "supernet); ranges over seeds")
     return "\n".join(lines + [""] + notes) + "\n"
 
 
